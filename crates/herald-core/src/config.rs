@@ -1,0 +1,516 @@
+//! Typed configuration: defaults, then a TOML file, then `HERALD_*` environment variables.
+//!
+//! Loading never stops at the first problem it can recover from: unknown keys, bad environment
+//! values and failed semantic checks are all gathered into one [`ConfigError::Invalid`] so that
+//! `herald config check` can report every one of them at once. Tests build a [`Config`] value in
+//! code, or call [`Config::load`] with an explicit environment; nothing here reads the process
+//! environment on its own.
+//!
+//! Environment variables map onto keys with `__` between sections:
+//! `HERALD_SERVER__LISTEN=0.0.0.0:8000`, `HERALD_CLIENT__TOKEN__HMAC_SECRET=...`.
+//! Values are parsed as TOML scalars or arrays where they parse (`true`, `25`, `["a"]`) and are
+//! strings otherwise.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{ChannelOptions, DELTA_FOSSIL, Namespace};
+
+/// Prefix of environment variables that override the config.
+pub const ENV_PREFIX: &str = "HERALD_";
+
+/// Every setting Herald has. `Default` is the documented default of every key.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub api: ApiConfig,
+    pub client: ClientConfig,
+    pub channel: ChannelConfig,
+}
+
+/// The HTTP listener and the process lifecycle.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Address the single HTTP listener binds (WebSocket, server API, health, metrics).
+    pub listen: SocketAddr,
+    /// Time a client has to send a complete request head (slowloris guard).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Most TCP connections held at once; further accepts are closed immediately.
+    pub max_connections: usize,
+    /// Largest HTTP request body accepted (server API); larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for connections and tasks to finish after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Deadline for each dependency check behind `/readyz`.
+    #[serde(with = "humantime_serde")]
+    pub readiness_timeout: Duration,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 18_000,
+            max_body_bytes: 1 << 20,
+            shutdown_grace: Duration::from_secs(10),
+            readiness_timeout: Duration::from_secs(1),
+            http2_max_concurrent_streams: 256,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `herald_server=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".to_owned() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The Centrifugo-compatible server API under `/api`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ApiConfig {
+    /// Key expected in `X-API-Key` or `Authorization: apikey <key>`.
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub key: Option<SecretString>,
+    /// Accept API requests without a key. Only for local development.
+    pub insecure: bool,
+}
+
+/// Real-time clients: auth, liveness and per-connection bounds.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ClientConfig {
+    pub token: TokenConfig,
+    /// Accept connections without a token (user is empty).
+    pub allow_anonymous: bool,
+    /// Accept any connection and subscription without checks. Only for local development.
+    pub insecure: bool,
+    /// Interval between server pings; also sent to the client so it can detect a dead server.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// How long the server waits for the client's pong after a ping before disconnecting (3012).
+    #[serde(with = "humantime_serde")]
+    pub pong_timeout: Duration,
+    /// How long a newly opened WebSocket may stay without a connect command.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Grace period after a connection's token expires before it is closed (3005) if not refreshed.
+    #[serde(with = "humantime_serde")]
+    pub expired_close_delay: Duration,
+    /// Bytes a connection's outgoing queue may hold before the client is dropped as slow (3008).
+    pub queue_max_bytes: usize,
+    /// Messages a connection's outgoing queue may hold before the client is dropped as slow (3008).
+    pub queue_max_messages: usize,
+    /// Largest incoming WebSocket frame/message; larger ones close the connection (3501/1009).
+    pub max_frame_bytes: usize,
+    /// Largest outgoing WebSocket frame built by batching queued messages.
+    pub max_out_frame_bytes: usize,
+    /// WebSocket read buffer per connection. Small buffers keep idle connections cheap.
+    pub read_buffer_bytes: usize,
+    /// WebSocket write buffer per connection.
+    pub write_buffer_bytes: usize,
+    /// Most channels one connection may be subscribed to (106 limit exceeded beyond it).
+    pub max_channels_per_connection: usize,
+    /// Longest channel name accepted.
+    pub channel_max_length: usize,
+    /// Most publications one history call returns when the client asks for more or for all.
+    pub history_max_limit: usize,
+    /// Subscribe every authenticated user to their personal channel on connect.
+    pub user_subscribe_to_personal: bool,
+    /// Namespace of personal channels: the channel is `<namespace>:#<user>` (or `#<user>` when empty).
+    pub personal_channel_namespace: String,
+    /// Most commands handled concurrently per connection before the client is throttled (111).
+    pub max_commands_per_frame: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            token: TokenConfig::default(),
+            allow_anonymous: false,
+            insecure: false,
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(8),
+            connect_timeout: Duration::from_secs(10),
+            expired_close_delay: Duration::from_secs(25),
+            queue_max_bytes: 1 << 20,
+            queue_max_messages: 4096,
+            max_frame_bytes: 64 * 1024,
+            max_out_frame_bytes: 256 * 1024,
+            read_buffer_bytes: 4096,
+            write_buffer_bytes: 4096,
+            max_channels_per_connection: 128,
+            channel_max_length: 255,
+            history_max_limit: 1000,
+            user_subscribe_to_personal: false,
+            personal_channel_namespace: String::new(),
+            max_commands_per_frame: 100,
+        }
+    }
+}
+
+/// Keys that verify connection and subscription JWTs. Any combination may be set; the token's
+/// `alg` header picks the key (HS256 -> HMAC secret, RS256 -> RSA key, ES256 -> ECDSA key).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TokenConfig {
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub hmac_secret: Option<SecretString>,
+    /// PEM-encoded RSA public key for RS256 tokens.
+    pub rsa_public_key: Option<String>,
+    /// PEM-encoded ECDSA P-256 public key for ES256 tokens.
+    pub ecdsa_public_key: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+    /// When set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+}
+
+/// Channel options: the defaults for channels without a namespace, and the namespaces.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ChannelConfig {
+    /// Options of channels whose name has no namespace prefix.
+    pub defaults: ChannelOptions,
+    /// Namespaces: `chat:room` takes the options of the namespace named `chat`.
+    pub namespaces: Vec<Namespace>,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl ConfigError {
+    /// Every problem found, one sentence each.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Read { .. } => vec![self.to_string()],
+            ConfigError::Invalid(problems) => problems.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// Load defaults, then the TOML file (when given), then the `HERALD_*` variables in `env`.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?,
+            None => String::new(),
+        };
+        Self::from_toml_and_env(&text, env)
+    }
+
+    /// Parse TOML text, apply environment overrides and validate.
+    pub fn from_toml_and_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut root = match text.parse::<toml::Table>() {
+            Ok(table) => table,
+            Err(error) => return Err(ConfigError::Invalid(vec![format!("config file is not valid TOML: {error}")])),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if path.iter().any(String::is_empty) {
+                problems.push(format!("environment variable {name} names an empty key"));
+                continue;
+            }
+            if let Err(problem) = set_path(&mut root, &path, parse_env_value(&value)) {
+                problems.push(format!("environment variable {name}: {problem}"));
+            }
+        }
+
+        let mut unknown = Vec::new();
+        let value = toml::Value::Table(root);
+        let config: Config = match serde_ignored::deserialize(value, |path| unknown.push(path.to_string())) {
+            Ok(config) => config,
+            Err(error) => {
+                problems.push(error.to_string());
+                return Err(ConfigError::Invalid(problems));
+            }
+        };
+        problems.extend(unknown.into_iter().map(|key| format!("unknown key `{key}`")));
+        problems.extend(config.validate());
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
+    }
+
+    /// Semantic checks that serde cannot express. Returns every problem found.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let server = &self.server;
+        if server.max_connections == 0 {
+            problems.push("server.max_connections must be at least 1".to_owned());
+        }
+        if server.max_body_bytes < 1024 {
+            problems.push("server.max_body_bytes must be at least 1024".to_owned());
+        }
+        if server.header_read_timeout.is_zero() {
+            problems.push("server.header_read_timeout must be positive".to_owned());
+        }
+        if server.readiness_timeout.is_zero() {
+            problems.push("server.readiness_timeout must be positive".to_owned());
+        }
+
+        let client = &self.client;
+        if client.ping_interval < Duration::from_secs(1) {
+            problems.push("client.ping_interval must be at least 1s".to_owned());
+        }
+        if client.pong_timeout.is_zero() || client.pong_timeout >= client.ping_interval {
+            problems.push("client.pong_timeout must be positive and shorter than client.ping_interval".to_owned());
+        }
+        if client.connect_timeout.is_zero() {
+            problems.push("client.connect_timeout must be positive".to_owned());
+        }
+        for (key, value, min) in [
+            ("client.queue_max_bytes", client.queue_max_bytes, 1024),
+            ("client.queue_max_messages", client.queue_max_messages, 1),
+            ("client.max_frame_bytes", client.max_frame_bytes, 1024),
+            ("client.max_out_frame_bytes", client.max_out_frame_bytes, 1024),
+            ("client.read_buffer_bytes", client.read_buffer_bytes, 256),
+            ("client.write_buffer_bytes", client.write_buffer_bytes, 256),
+            ("client.max_channels_per_connection", client.max_channels_per_connection, 1),
+            ("client.channel_max_length", client.channel_max_length, 1),
+            ("client.history_max_limit", client.history_max_limit, 1),
+            ("client.max_commands_per_frame", client.max_commands_per_frame, 1),
+        ] {
+            if value < min {
+                problems.push(format!("{key} must be at least {min}"));
+            }
+        }
+        if let Some(key) = &client.token.rsa_public_key {
+            if jsonwebtoken::DecodingKey::from_rsa_pem(key.as_bytes()).is_err() {
+                problems.push("client.token.rsa_public_key is not a PEM RSA public key".to_owned());
+            }
+        }
+        if let Some(key) = &client.token.ecdsa_public_key {
+            if jsonwebtoken::DecodingKey::from_ec_pem(key.as_bytes()).is_err() {
+                problems.push("client.token.ecdsa_public_key is not a PEM EC public key".to_owned());
+            }
+        }
+        if let Some(secret) = &client.token.hmac_secret {
+            use secrecy::ExposeSecret;
+            if secret.expose_secret().len() < 8 {
+                problems.push("client.token.hmac_secret must be at least 8 characters".to_owned());
+            }
+        }
+        if let Some(key) = &self.api.key {
+            use secrecy::ExposeSecret;
+            if key.expose_secret().is_empty() {
+                problems.push("api.key must not be empty (leave it out to disable the server API)".to_owned());
+            }
+        }
+
+        check_options("channel.defaults", &self.channel.defaults, &mut problems);
+        let mut seen = std::collections::HashSet::new();
+        for (idx, namespace) in self.channel.namespaces.iter().enumerate() {
+            let name = &namespace.name;
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+                problems.push(format!(
+                    "channel.namespaces[{idx}].name `{name}` must be non-empty and use only letters, digits, `_`, `-` or `.`"
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                problems.push(format!("channel.namespaces[{idx}].name `{name}` is defined twice"));
+            }
+            check_options(&format!("channel.namespaces[{idx}] ({name})"), &namespace.options, &mut problems);
+        }
+        let personal = &client.personal_channel_namespace;
+        if client.user_subscribe_to_personal
+            && !personal.is_empty()
+            && !self.channel.namespaces.iter().any(|ns| &ns.name == personal)
+        {
+            problems.push(format!("client.personal_channel_namespace `{personal}` is not a defined namespace"));
+        }
+        problems
+    }
+
+    /// Options for the namespace `name`, or the defaults when `name` is empty.
+    pub fn namespace_options(&self, name: &str) -> Option<&ChannelOptions> {
+        if name.is_empty() {
+            return Some(&self.channel.defaults);
+        }
+        self.channel.namespaces.iter().find(|ns| ns.name == name).map(|ns| &ns.options)
+    }
+}
+
+fn check_options(context: &str, options: &ChannelOptions, problems: &mut Vec<String>) {
+    if options.history_size > 0 && options.history_ttl.is_zero() {
+        problems.push(format!("{context}: history_ttl must be set when history_size is set"));
+    }
+    if options.history_size == 0 && !options.history_ttl.is_zero() {
+        problems.push(format!("{context}: history_size must be set when history_ttl is set"));
+    }
+    if options.force_recovery && options.history_size == 0 {
+        problems.push(format!("{context}: force_recovery needs history (history_size and history_ttl)"));
+    }
+    if options.allow_recovery && options.history_size == 0 {
+        problems.push(format!("{context}: allow_recovery needs history (history_size and history_ttl)"));
+    }
+    if options.force_positioning && options.history_size == 0 {
+        problems.push(format!("{context}: force_positioning needs history (history_size and history_ttl)"));
+    }
+    for delta in &options.allowed_delta_types {
+        if delta != DELTA_FOSSIL {
+            problems.push(format!("{context}: unknown delta type `{delta}` (only `fossil` is supported)"));
+        }
+    }
+    if options.history_size > 1_000_000 {
+        problems.push(format!("{context}: history_size must be at most 1000000"));
+    }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    // Parse as the right-hand side of a TOML assignment; fall back to a plain string.
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut table) => table.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set_path(root: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut table = root;
+    for part in parents {
+        let entry = table.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match entry {
+            toml::Value::Table(inner) => inner,
+            _ => return Err(format!("`{part}` is not a section")),
+        };
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+fn serialize_secret_opt<S: serde::Serializer>(value: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_str("<redacted>"),
+        None => serializer.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::from_toml_and_env("", env(&[])).expect("defaults load");
+        assert_eq!(config.server.listen.port(), 8000);
+        assert!(config.validate().is_empty());
+    }
+
+    #[test]
+    fn file_then_env_layering() {
+        let text = r#"
+            [server]
+            listen = "127.0.0.1:9000"
+            [client]
+            ping_interval = "10s"
+            [[channel.namespaces]]
+            name = "chat"
+            history_size = 10
+            history_ttl = "5m"
+        "#;
+        let config = Config::from_toml_and_env(
+            text,
+            env(&[
+                ("HERALD_SERVER__LISTEN", "127.0.0.1:9100"),
+                ("HERALD_CLIENT__ALLOW_ANONYMOUS", "true"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(config.server.listen.port(), 9100);
+        assert_eq!(config.client.ping_interval, Duration::from_secs(10));
+        assert!(config.client.allow_anonymous);
+        let chat = config.namespace_options("chat").expect("namespace");
+        assert_eq!(chat.history_size, 10);
+        assert!(config.namespace_options("nope").is_none());
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let text = r#"
+            [server]
+            max_connections = 0
+            lisen = "x"
+            [client]
+            pong_timeout = "60s"
+            [[channel.namespaces]]
+            name = "bad name"
+            force_recovery = true
+            [[channel.namespaces]]
+            name = "bad name"
+        "#;
+        let error = Config::from_toml_and_env(text, env(&[("HERALD_CLIENT__NOPE", "1")])).expect_err("invalid");
+        let problems = error.problems();
+        let joined = problems.join("\n");
+        assert!(joined.contains("unknown key `server.lisen`"), "{joined}");
+        assert!(joined.contains("unknown key `client.nope`"), "{joined}");
+        assert!(joined.contains("max_connections"), "{joined}");
+        assert!(joined.contains("pong_timeout"), "{joined}");
+        assert!(joined.contains("force_recovery"), "{joined}");
+        assert!(joined.contains("defined twice"), "{joined}");
+        assert!(problems.len() >= 6, "{joined}");
+    }
+
+    #[test]
+    fn type_errors_are_reported() {
+        let error = Config::from_toml_and_env("[server]\nlisten = 5", env(&[])).expect_err("invalid");
+        assert!(error.to_string().contains("listen"), "{error}");
+    }
+
+    #[test]
+    fn secrets_do_not_serialize() {
+        let config = Config::from_toml_and_env(
+            "[api]\nkey = \"supersecretkey\"\n[client.token]\nhmac_secret = \"anothersecret\"",
+            env(&[]),
+        )
+        .expect("valid");
+        let shown = toml::to_string(&config).expect("serializes");
+        assert!(!shown.contains("supersecretkey"));
+        assert!(!shown.contains("anothersecret"));
+        assert!(!format!("{config:?}").contains("supersecretkey"));
+    }
+}

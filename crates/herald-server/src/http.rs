@@ -1,0 +1,141 @@
+//! The HTTP listener: our own accept loop on hyper-util, the router, health and metrics.
+//!
+//! `axum::serve` hides hyper's settings and has no header-read timeout, so the loop here builds
+//! each connection itself: HTTP/1.1 and HTTP/2 on one port, a header-read timeout against
+//! slowloris, a cap on open connections (`server.max_connections`, counting upgraded WebSockets
+//! too), and graceful shutdown of every connection when the root token is cancelled.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use http::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::state::AppState;
+
+pub fn router(app: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/connection/websocket", any(crate::ws::handler))
+        .route("/api/{method}", post(crate::api::handler))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
+        .with_state(app)
+}
+
+/// A JSON error body for transport-level failures.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": { "code": status.as_u16(), "message": message } })))
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+/// Ready when not draining and every dependency answers within `server.readiness_timeout`.
+/// The hub is the only dependency of the embedded default; external stores and brokers add
+/// their checks here.
+async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    if app.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "status": "draining" })))
+            .into_response();
+    }
+    let deadline = app.config.server.readiness_timeout;
+    let hub = tokio::time::timeout(deadline, async { app.hub.stats() }).await;
+    match hub {
+        Ok(_) => axum::Json(serde_json::json!({ "status": "ready", "checks": { "hub": "ok" } })).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "status": "not ready", "checks": { "hub": "timeout" } })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.prometheus.render())
+        .into_response()
+}
+
+/// Counts open TCP connections; dropping it releases the slot.
+pub struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    /// Take a slot unless `max` are taken.
+    pub fn acquire(counter: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        let previous = counter.fetch_add(1, Ordering::AcqRel);
+        if previous >= max {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(counter.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Accept connections until shutdown, serving each on the tracker.
+pub async fn accept_loop(listener: TcpListener, app: Arc<AppState>) {
+    let server = &app.config.server;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(server.header_read_timeout).keep_alive(true);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(server.http2_max_concurrent_streams);
+    let builder = Arc::new(builder);
+    let router = router(app.clone());
+
+    loop {
+        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            _ = app.shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(%error, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = ConnectionSlot::acquire(&app.open_connections, server.max_connections) else {
+            crate::metrics::bad_input("connection_limit");
+            tracing::debug!(%peer, "Connection refused: server.max_connections reached.");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let builder = builder.clone();
+        let shutdown = app.shutdown.clone();
+        app.tracker.spawn(async move {
+            let _slot = slot;
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "HTTP connection ended with an error.");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,620 @@
+//! The hub: which connection is subscribed to which channel, and live fan-out.
+//!
+//! # Design
+//!
+//! Channels live in `N_SHARDS` maps keyed by name, so publishes and subscribes on different
+//! channels take different locks. Each channel has one mutex that serialises everything that
+//! must be ordered on that channel: taking the next offset, keeping the publication for
+//! history, and queueing it to every subscriber. Holding it across the fan-out is what makes
+//! every subscriber see a channel's publications in offset order, and what lets a subscribe
+//! read the stream position and join the subscriber list atomically (so a recovering client
+//! never misses or duplicates a publication in between).
+//!
+//! Fan-out never waits: each publication is encoded at most once per protocol and delta
+//! variant, and the same `Bytes` are pushed to every subscriber's bounded outbox. A full outbox
+//! closes that connection with 3008 and the loop moves on.
+//!
+//! A channel is forgotten when it has no subscribers and no history left to serve. Removal takes
+//! the shard's write lock and then the channel's lock and marks the channel `removed`; anyone who
+//! found the channel before and locks it afterwards sees the mark and looks it up again. Lock
+//! order is always shard, then channel; no shard lock is taken while a channel lock is held.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use herald_core::ChannelOptions;
+use herald_protocol::{ClientInfo, Join, Leave, Protocol, Publication, Push, Reply};
+use parking_lot::{Mutex, RwLock};
+
+use crate::client::ConnShared;
+use crate::history::{Position, Stream, Unrecoverable};
+use crate::metrics::Metrics;
+
+const N_SHARDS: usize = 64;
+/// Idempotency keys remembered per channel.
+const IDEMPOTENCY_KEYS_PER_CHANNEL: usize = 1024;
+/// How long an idempotency key is remembered.
+const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+pub struct Hub {
+    shards: Box<[RwLock<HashMap<Arc<str>, Arc<Channel>>>]>,
+    clients: Box<[Mutex<HashMap<Arc<str>, Arc<ConnShared>>>]>,
+    users: Box<[Mutex<HashMap<Arc<str>, Vec<Arc<ConnShared>>>>]>,
+    metrics: Metrics,
+}
+
+struct Channel {
+    name: Arc<str>,
+    options: ChannelOptions,
+    state: Mutex<ChannelState>,
+}
+
+struct ChannelState {
+    removed: bool,
+    subscribers: Vec<Subscriber>,
+    /// Client id -> index in `subscribers`.
+    index: HashMap<Arc<str>, usize>,
+    stream: Option<Stream<Arc<Publication>>>,
+    /// Payload of the previous publication, the base of fossil deltas.
+    last_data: Option<Bytes>,
+    idempotency: HashMap<String, (u64, Instant)>,
+}
+
+struct Subscriber {
+    conn: Arc<ConnShared>,
+    chan_info: Bytes,
+    push_join_leave: bool,
+    /// `Some(ready)` when the subscriber negotiated fossil deltas; `ready` once it has received a
+    /// full publication to apply deltas to.
+    delta: Option<bool>,
+}
+
+/// What a subscribe asks of the hub.
+pub struct SubscribeSpec<'a> {
+    pub channel: &'a str,
+    pub options: &'a ChannelOptions,
+    pub chan_info: Bytes,
+    pub push_join_leave: bool,
+    pub delta: bool,
+    /// Recover from this position (client asked, namespace allows it).
+    pub recover_from: Option<Position>,
+    /// Most publications a recovery may return.
+    pub recover_max: usize,
+}
+
+/// The hub's answer to a subscribe, handed to the reply builder while the channel is locked.
+pub struct SubscribeOutcome {
+    /// Stream position when the channel keeps history.
+    pub position: Option<Position>,
+    /// `Some(true)` with publications when recovered, `Some(false)` when recovery was asked but
+    /// the position is gone, `None` when no recovery was asked.
+    pub recovered: Option<bool>,
+    pub publications: Vec<Publication>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SubscribeError {
+    AlreadySubscribed,
+}
+
+/// A publication to fan out.
+pub struct PublishSpec<'a> {
+    pub channel: &'a str,
+    pub options: &'a ChannelOptions,
+    pub data: Bytes,
+    pub info: Option<ClientInfo>,
+    pub tags: HashMap<String, String>,
+    pub skip_history: bool,
+    pub idempotency_key: Option<String>,
+}
+
+/// Where a publication landed: its offset and epoch when the channel keeps history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub position: Option<Position>,
+    /// Subscribers it was queued to (0 for a duplicate idempotency key).
+    pub delivered: usize,
+}
+
+/// Counts for the `info` API.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HubStats {
+    pub clients: usize,
+    pub users: usize,
+    pub channels: usize,
+    pub subscriptions: usize,
+}
+
+impl Hub {
+    pub fn new(metrics: Metrics) -> Self {
+        let shards = (0..N_SHARDS).map(|_| RwLock::new(HashMap::new())).collect();
+        let clients = (0..N_SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let users = (0..N_SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        Self { shards, clients, users, metrics }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn shard_of(key: &str) -> usize {
+        // FNV-1a: cheap and good enough to spread channel names over shards.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in key.as_bytes() {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash as usize) % N_SHARDS
+    }
+
+    /// Find a channel, creating it with `options` when missing.
+    fn channel(&self, name: &str, options: &ChannelOptions) -> Arc<Channel> {
+        let shard = &self.shards[Self::shard_of(name)];
+        if let Some(channel) = shard.read().get(name) {
+            return channel.clone();
+        }
+        let mut map = shard.write();
+        if let Some(channel) = map.get(name) {
+            return channel.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        let stream =
+            options.has_history().then(|| Stream::new(options.history_size, options.history_ttl, Instant::now()));
+        let channel = Arc::new(Channel {
+            name: name.clone(),
+            options: options.clone(),
+            state: Mutex::new(ChannelState {
+                removed: false,
+                subscribers: Vec::new(),
+                index: HashMap::new(),
+                stream,
+                last_data: None,
+                idempotency: HashMap::new(),
+            }),
+        });
+        map.insert(name, channel.clone());
+        self.metrics.channels.increment(1.0);
+        channel
+    }
+
+    fn existing_channel(&self, name: &str) -> Option<Arc<Channel>> {
+        self.shards[Self::shard_of(name)].read().get(name).cloned()
+    }
+
+    /// Forget `channel` if nothing is left to serve from it.
+    fn maybe_remove(&self, channel: &Arc<Channel>, now: Instant) {
+        let mut map = self.shards[Self::shard_of(&channel.name)].write();
+        let mut state = channel.state.lock();
+        if state.removed || !state.subscribers.is_empty() {
+            return;
+        }
+        if let Some(stream) = &mut state.stream {
+            stream.prune(now);
+            let idle_for = now.saturating_duration_since(stream.last_publish());
+            if !stream.is_empty() || idle_for < channel.options.history_ttl {
+                return;
+            }
+        }
+        state.removed = true;
+        drop(state);
+        if map.get(&channel.name).is_some_and(|c| Arc::ptr_eq(c, channel)) {
+            map.remove(&channel.name);
+            self.metrics.channels.decrement(1.0);
+        }
+    }
+
+    /// Subscribe `conn`. `reply` builds the subscribe reply (or push) from the outcome; it is
+    /// queued to the connection before any publication that follows the subscription.
+    pub fn subscribe(
+        &self,
+        conn: &Arc<ConnShared>,
+        spec: SubscribeSpec<'_>,
+        reply: impl FnOnce(&SubscribeOutcome) -> Option<Bytes>,
+    ) -> Result<SubscribeOutcome, SubscribeError> {
+        loop {
+            let channel = self.channel(spec.channel, spec.options);
+            let mut state = channel.state.lock();
+            if state.removed {
+                continue;
+            }
+            if state.index.contains_key(&conn.id) {
+                return Err(SubscribeError::AlreadySubscribed);
+            }
+            let now = Instant::now();
+            let mut outcome = SubscribeOutcome { position: None, recovered: None, publications: Vec::new() };
+            if let Some(stream) = &mut state.stream {
+                outcome.position = Some(stream.position());
+                if let Some(since) = &spec.recover_from {
+                    match stream.recover(since, spec.recover_max, now) {
+                        Ok(pubs) => {
+                            outcome.recovered = Some(true);
+                            outcome.publications = pubs.iter().map(|p| Publication::clone(p)).collect();
+                        }
+                        Err(Unrecoverable) => outcome.recovered = Some(false),
+                    }
+                }
+            }
+            if let Some(bytes) = reply(&outcome) {
+                // A closed outbox means the connection is going away; it unsubscribes on exit.
+                let _ = conn.outbox.push(bytes);
+            }
+            let idx = state.subscribers.len();
+            state.subscribers.push(Subscriber {
+                conn: conn.clone(),
+                chan_info: spec.chan_info.clone(),
+                push_join_leave: spec.push_join_leave,
+                delta: spec.delta.then_some(false),
+            });
+            state.index.insert(conn.id.clone(), idx);
+            self.metrics.subscriptions.increment(1.0);
+            if channel.options.join_leave {
+                let join = Join { info: Some(client_info(conn, &spec.chan_info)) };
+                let push = Push { channel: channel.name.to_string(), join: Some(join), ..Default::default() };
+                broadcast_push(&state.subscribers, push, &self.metrics);
+            }
+            return Ok(outcome);
+        }
+    }
+
+    /// Unsubscribe `conn` from `channel`. Returns whether it was subscribed.
+    pub fn unsubscribe(&self, conn: &Arc<ConnShared>, channel_name: &str) -> bool {
+        let Some(channel) = self.existing_channel(channel_name) else { return false };
+        let empty = {
+            let mut state = channel.state.lock();
+            let Some(idx) = state.index.remove(&conn.id) else { return false };
+            let removed = state.subscribers.swap_remove(idx);
+            if let Some(moved) = state.subscribers.get(idx) {
+                let moved_id = moved.conn.id.clone();
+                state.index.insert(moved_id, idx);
+            }
+            self.metrics.subscriptions.decrement(1.0);
+            if channel.options.join_leave {
+                let leave = Leave { info: Some(client_info(conn, &removed.chan_info)) };
+                let push = Push { channel: channel.name.to_string(), leave: Some(leave), ..Default::default() };
+                broadcast_push(&state.subscribers, push, &self.metrics);
+            }
+            state.subscribers.is_empty()
+        };
+        if empty {
+            self.maybe_remove(&channel, Instant::now());
+        }
+        true
+    }
+
+    /// Publish to a channel: keep it for history (when the channel has history and
+    /// `skip_history` is false) and queue it to every subscriber.
+    pub fn publish(&self, spec: PublishSpec<'_>) -> Published {
+        let now = Instant::now();
+        loop {
+            // Channels without history and without subscribers need no state at all.
+            let channel = if spec.options.has_history() {
+                self.channel(spec.channel, spec.options)
+            } else {
+                match self.existing_channel(spec.channel) {
+                    Some(channel) => channel,
+                    None => {
+                        self.metrics.publications.increment(1);
+                        return Published { position: None, delivered: 0 };
+                    }
+                }
+            };
+            let mut state = channel.state.lock();
+            if state.removed {
+                continue;
+            }
+            let state = &mut *state;
+            if let (Some(key), Some(stream)) = (&spec.idempotency_key, &state.stream) {
+                if let Some((offset, at)) = state.idempotency.get(key) {
+                    if now.saturating_duration_since(*at) < IDEMPOTENCY_WINDOW {
+                        let position = Position { epoch: stream.position().epoch, offset: *offset };
+                        return Published { position: Some(position), delivered: 0 };
+                    }
+                }
+            }
+            let mut publication = Publication {
+                data: spec.data.clone(),
+                info: spec.info.clone(),
+                tags: spec.tags.clone(),
+                ..Default::default()
+            };
+            let position = match &mut state.stream {
+                Some(stream) => {
+                    let (offset, _) = stream.append(now, !spec.skip_history, |offset| {
+                        publication.offset = offset;
+                        Arc::new(publication.clone())
+                    });
+                    Some(Position { epoch: stream.position().epoch, offset })
+                }
+                None => None,
+            };
+            if let (Some(key), Some(position)) = (spec.idempotency_key, &position) {
+                if state.idempotency.len() >= IDEMPOTENCY_KEYS_PER_CHANNEL {
+                    state.idempotency.retain(|_, (_, at)| now.saturating_duration_since(*at) < IDEMPOTENCY_WINDOW);
+                    if state.idempotency.len() >= IDEMPOTENCY_KEYS_PER_CHANNEL {
+                        state.idempotency.clear();
+                    }
+                }
+                state.idempotency.insert(key, (position.offset, now));
+            }
+            let previous = state.last_data.replace(spec.data.clone());
+            let mut encoded = EncodedPublication::new(&channel.name, &publication, previous);
+            let mut delivered = 0usize;
+            for subscriber in &mut state.subscribers {
+                let variant = match subscriber.delta {
+                    Some(true) => Variant::DeltaPatch,
+                    Some(false) => {
+                        subscriber.delta = Some(true);
+                        Variant::DeltaFull
+                    }
+                    None => Variant::Plain,
+                };
+                let bytes = encoded.get(subscriber.conn.protocol, variant);
+                match subscriber.conn.outbox.push(bytes) {
+                    Ok(()) => delivered += 1,
+                    Err(crate::outbox::PushError::Overflow) => self.metrics.slow_disconnects.increment(1),
+                    Err(crate::outbox::PushError::Closed) => {}
+                }
+            }
+            self.metrics.publications.increment(1);
+            self.metrics.deliveries.increment(delivered as u64);
+            self.metrics.messages_queued.increment(delivered as u64);
+            return Published { position, delivered };
+        }
+    }
+
+    /// Clients subscribed to a channel, as presence reports them.
+    pub fn presence(&self, channel: &str) -> Vec<ClientInfo> {
+        let Some(channel) = self.existing_channel(channel) else { return Vec::new() };
+        let state = channel.state.lock();
+        state.subscribers.iter().map(|s| client_info(&s.conn, &s.chan_info)).collect()
+    }
+
+    /// Number of clients and of distinct users subscribed to a channel.
+    pub fn presence_stats(&self, channel: &str) -> (usize, usize) {
+        let Some(channel) = self.existing_channel(channel) else { return (0, 0) };
+        let state = channel.state.lock();
+        let mut users: Vec<&str> = state.subscribers.iter().map(|s| s.conn.user()).collect();
+        users.sort_unstable();
+        users.dedup();
+        (state.subscribers.len(), users.len())
+    }
+
+    /// Read history. A channel that keeps history but was never published to reports a fresh
+    /// position.
+    pub fn history(
+        &self,
+        channel: &str,
+        options: &ChannelOptions,
+        since: Option<&Position>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<(Vec<Arc<Publication>>, Position), Unrecoverable> {
+        let channel = self.channel(channel, options);
+        let mut state = channel.state.lock();
+        let now = Instant::now();
+        let result = match &mut state.stream {
+            Some(stream) => stream.read(since, limit, reverse, now).map(|pubs| (pubs, stream.position())),
+            None => Err(Unrecoverable),
+        };
+        let idle = state.subscribers.is_empty();
+        drop(state);
+        if idle {
+            self.maybe_remove(&channel, now);
+        }
+        result
+    }
+
+    /// Drop a channel's kept publications; its position stays.
+    pub fn history_remove(&self, channel: &str) {
+        if let Some(channel) = self.existing_channel(channel) {
+            if let Some(stream) = &mut channel.state.lock().stream {
+                stream.clear();
+            }
+        }
+    }
+
+    /// Channels with at least one subscriber, with their subscriber counts, optionally filtered
+    /// by a pattern where `*` matches any run of characters.
+    pub fn channels(&self, pattern: Option<&str>) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let channels: Vec<Arc<Channel>> = shard.read().values().cloned().collect();
+            for channel in channels {
+                if pattern.is_some_and(|p| !glob_match(p, &channel.name)) {
+                    continue;
+                }
+                let n = channel.state.lock().subscribers.len();
+                if n > 0 {
+                    out.push((channel.name.to_string(), n));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Forget channels whose history has expired and that nobody is subscribed to.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            let idle: Vec<Arc<Channel>> = shard
+                .read()
+                .values()
+                .filter(|c| c.state.try_lock().is_some_and(|s| s.subscribers.is_empty()))
+                .cloned()
+                .collect();
+            for channel in idle {
+                self.maybe_remove(&channel, now);
+            }
+        }
+    }
+
+    /// Make a connected client findable by id and user.
+    pub fn register(&self, conn: &Arc<ConnShared>) {
+        self.clients[Self::shard_of(&conn.id)].lock().insert(conn.id.clone(), conn.clone());
+        let user = conn.user_arc();
+        self.users[Self::shard_of(&user)].lock().entry(user).or_default().push(conn.clone());
+    }
+
+    pub fn unregister(&self, conn: &Arc<ConnShared>) {
+        self.clients[Self::shard_of(&conn.id)].lock().remove(&conn.id);
+        let user = conn.user_arc();
+        let mut users = self.users[Self::shard_of(&user)].lock();
+        if let Some(conns) = users.get_mut(&user) {
+            conns.retain(|c| !Arc::ptr_eq(c, conn));
+            if conns.is_empty() {
+                users.remove(&user);
+            }
+        }
+    }
+
+    pub fn client(&self, client_id: &str) -> Option<Arc<ConnShared>> {
+        self.clients[Self::shard_of(client_id)].lock().get(client_id).cloned()
+    }
+
+    pub fn user_connections(&self, user: &str) -> Vec<Arc<ConnShared>> {
+        self.users[Self::shard_of(user)].lock().get(user).cloned().unwrap_or_default()
+    }
+
+    /// Every registered connection (for shutdown).
+    pub fn all_connections(&self) -> Vec<Arc<ConnShared>> {
+        self.clients.iter().flat_map(|shard| shard.lock().values().cloned().collect::<Vec<_>>()).collect()
+    }
+
+    pub fn stats(&self) -> HubStats {
+        let clients = self.clients.iter().map(|s| s.lock().len()).sum();
+        let users = self.users.iter().map(|s| s.lock().keys().filter(|u| !u.is_empty()).count()).sum();
+        let mut channels = 0;
+        let mut subscriptions = 0;
+        for shard in self.shards.iter() {
+            for channel in shard.read().values() {
+                let n = channel.state.lock().subscribers.len();
+                if n > 0 {
+                    channels += 1;
+                    subscriptions += n;
+                }
+            }
+        }
+        HubStats { clients, users, channels, subscriptions }
+    }
+}
+
+fn client_info(conn: &ConnShared, chan_info: &Bytes) -> ClientInfo {
+    ClientInfo {
+        user: conn.user().to_owned(),
+        client: conn.id.to_string(),
+        conn_info: conn.conn_info(),
+        chan_info: chan_info.clone(),
+    }
+}
+
+/// Queue a join or leave push to the subscribers that asked for them.
+fn broadcast_push(subscribers: &[Subscriber], push: Push, metrics: &Metrics) {
+    let reply = Reply { push: Some(push), ..Default::default() };
+    let mut json = None;
+    let mut protobuf = None;
+    for subscriber in subscribers.iter().filter(|s| s.push_join_leave) {
+        let protocol = subscriber.conn.protocol;
+        let slot = match protocol {
+            Protocol::Json => &mut json,
+            Protocol::Protobuf => &mut protobuf,
+        };
+        let bytes = slot.get_or_insert_with(|| herald_protocol::encode_reply_bytes(protocol, &reply)).clone();
+        if subscriber.conn.outbox.push(bytes) == Err(crate::outbox::PushError::Overflow) {
+            metrics.slow_disconnects.increment(1);
+        }
+    }
+}
+
+/// How a subscriber receives a publication's payload.
+#[derive(Clone, Copy)]
+enum Variant {
+    /// The payload as published (no delta negotiated).
+    Plain,
+    /// Delta negotiated, but the subscriber has nothing to apply a delta to yet: the full
+    /// payload in delta framing (a JSON string in the JSON protocol).
+    DeltaFull,
+    /// Delta negotiated and ready: a fossil delta against the previous publication, or the full
+    /// payload when the delta would not be smaller.
+    DeltaPatch,
+}
+
+/// One publication, encoded lazily at most once per protocol and variant.
+struct EncodedPublication<'a> {
+    channel: &'a str,
+    publication: &'a Publication,
+    previous: Option<Bytes>,
+    slots: [Option<Bytes>; 6],
+}
+
+impl<'a> EncodedPublication<'a> {
+    fn new(channel: &'a str, publication: &'a Publication, previous: Option<Bytes>) -> Self {
+        Self { channel, publication, previous, slots: Default::default() }
+    }
+
+    fn get(&mut self, protocol: Protocol, variant: Variant) -> Bytes {
+        let idx = match protocol {
+            Protocol::Json => 0,
+            Protocol::Protobuf => 3,
+        } + variant as usize;
+        if let Some(bytes) = &self.slots[idx] {
+            return bytes.clone();
+        }
+        let mut publication = self.publication.clone();
+        match variant {
+            Variant::Plain => {}
+            Variant::DeltaFull => {
+                publication.data = herald_protocol::delta_full_data(protocol, &self.publication.data);
+            }
+            Variant::DeltaPatch => {
+                let payload =
+                    herald_protocol::delta_publication_data(protocol, self.previous.as_deref(), &self.publication.data);
+                publication.data = payload.data;
+                publication.delta = payload.delta;
+            }
+        }
+        let push = Push { channel: self.channel.to_owned(), publication: Some(publication), ..Default::default() };
+        let bytes = herald_protocol::encode_reply_bytes(protocol, &Reply { push: Some(push), ..Default::default() });
+        self.slots[idx] = Some(bytes.clone());
+        bytes
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let mut rest = text;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else { return false };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(pos) => rest = &rest[pos + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("chat:*", "chat:room"));
+        assert!(glob_match("*room*", "chat:room1"));
+        assert!(glob_match("news", "news"));
+        assert!(!glob_match("news", "news2"));
+        assert!(!glob_match("chat:*x", "chat:room"));
+    }
+}

@@ -1,0 +1,108 @@
+//! Herald's server: the hub, the Centrifugo-compatible doors and the HTTP listener.
+//!
+//! [`Server::start`] takes a bound listener and a config, so tests start a whole server
+//! in-process on `127.0.0.1:0`; the binary does the same with the configured address.
+
+pub mod api;
+pub mod client;
+pub mod disconnect;
+pub mod history;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod state;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use herald_core::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use state::AppState;
+
+/// A running server.
+pub struct Server {
+    app: Arc<AppState>,
+    local_addr: SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Bind `config.server.listen`.
+    pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+        let addr = config.server.listen;
+        TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+    }
+
+    /// Start serving on `listener`. Must be called inside a Tokio runtime.
+    pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
+        let local_addr = listener.local_addr().context("listener has no local address")?;
+        let app = AppState::new(Arc::new(config), CancellationToken::new())?;
+        app.tracker.spawn(metrics::upkeep(app.prometheus.clone(), app.shutdown.clone()));
+        app.tracker.spawn(sweep(app.clone()));
+        let accept = tokio::spawn(http::accept_loop(listener, app.clone()));
+        tracing::info!(%local_addr, "Herald is listening.");
+        Ok(Server { app, local_addr, accept })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn app(&self) -> &Arc<AppState> {
+        &self.app
+    }
+
+    /// The token that starts shutdown when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.app.shutdown.clone()
+    }
+
+    /// Wait until the shutdown token is cancelled, then drain.
+    pub async fn run_until_shutdown(self) -> anyhow::Result<()> {
+        self.app.shutdown.cancelled().await;
+        self.drain().await
+    }
+
+    /// Start shutdown now and drain.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.app.shutdown.cancel();
+        self.drain().await
+    }
+
+    /// Stop accepting, tell clients to reconnect elsewhere (3001), and wait for every
+    /// connection and task to finish within `server.shutdown_grace`.
+    async fn drain(self) -> anyhow::Result<()> {
+        self.app.start_draining();
+        let _ = self.accept.await;
+        self.app.tracker.close();
+        let grace = self.app.config.server.shutdown_grace;
+        match tokio::time::timeout(grace, self.app.tracker.wait()).await {
+            Ok(()) => {
+                tracing::info!("Herald drained and stopped.");
+                Ok(())
+            }
+            Err(_) => {
+                let left = self.app.tracker.len();
+                tracing::warn!(tasks = left, grace = ?grace, "Shutdown grace period passed with tasks still running.");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Forget idle channels periodically.
+async fn sweep(app: Arc<AppState>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = interval.tick() => app.hub.sweep(),
+        }
+    }
+}

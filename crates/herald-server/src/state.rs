@@ -1,0 +1,57 @@
+//! State shared by every request handler and connection of one server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use herald_core::Config;
+use herald_core::auth::TokenVerifier;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::Hub;
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub hub: Hub,
+    pub verifier: TokenVerifier,
+    pub prometheus: PrometheusHandle,
+    /// Cancelled when the server starts shutting down; every connection and loop watches it.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    pub started: Instant,
+    /// A name for this node in `info`.
+    pub node_id: String,
+    /// Open TCP connections, upgraded WebSockets included (`server.max_connections`).
+    pub open_connections: Arc<AtomicUsize>,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<Arc<Self>> {
+        let verifier = TokenVerifier::new(&config.client.token)?;
+        Ok(Arc::new(Self {
+            config,
+            hub: Hub::new(crate::metrics::Metrics::new()),
+            verifier,
+            prometheus: crate::metrics::recorder(),
+            shutdown,
+            tracker: TaskTracker::new(),
+            started: Instant::now(),
+            node_id: uuid::Uuid::new_v4().to_string(),
+            open_connections: Arc::new(AtomicUsize::new(0)),
+            draining: AtomicBool::new(false),
+        }))
+    }
+
+    /// Whether the server is shutting down: readiness fails and new connections are refused.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,251 @@
+//! The bidirectional WebSocket transport at `/connection/websocket`.
+//!
+//! One task per connection, no separate reader and writer: the task waits on the socket, the
+//! connection's outbox and one timer at once. That keeps an idle connection to one small future
+//! plus the WebSocket's own buffers (sized from config; tungstenite's defaults would cost
+//! 128 KiB per connection).
+//!
+//! Writes batch: everything queued when the task wakes leaves as one frame (JSON messages joined
+//! by newlines, protobuf messages length-prefixed back to back) and one flush. A write that does
+//! not finish within the ping interval means the client stopped reading; the connection ends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use herald_protocol::{Protocol, Reply};
+
+use crate::client::Session;
+use crate::disconnect::Disconnect;
+use crate::outbox::Item;
+use crate::state::AppState;
+
+pub async fn handler(State(app): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
+    if app.is_draining() {
+        return crate::http::json_error(http::StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let wants_protobuf = upgrade
+        .requested_protocols()
+        .any(|p| p.to_str().is_ok_and(|s| s.split(',').any(|p| p.trim() == Protocol::PROTOBUF_SUBPROTOCOL)));
+    let protocol = if wants_protobuf { Protocol::Protobuf } else { Protocol::Json };
+    let client = &app.config.client;
+    let mut upgrade = upgrade
+        .read_buffer_size(client.read_buffer_bytes)
+        .write_buffer_size(client.write_buffer_bytes)
+        .max_write_buffer_size(client.write_buffer_bytes + client.max_out_frame_bytes + 64 * 1024)
+        .max_message_size(client.max_frame_bytes)
+        .max_frame_size(client.max_frame_bytes);
+    if wants_protobuf {
+        upgrade = upgrade.protocols([Protocol::PROTOBUF_SUBPROTOCOL]);
+    }
+    let tracker = app.tracker.clone();
+    upgrade
+        .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed."))
+        .on_upgrade(move |socket| tracker.track_future(run(app, socket, protocol)))
+        .into_response()
+}
+
+/// Deadlines the connection's single timer serves.
+struct Timers {
+    connect_deadline: Option<Instant>,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    expiry: Option<Instant>,
+}
+
+impl Timers {
+    fn next(&self) -> Instant {
+        [self.connect_deadline, self.next_ping, self.pong_deadline, self.expiry]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+}
+
+async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
+    // The HTTP connection's slot was released when it handed the socket over; hold one here.
+    let _slot = crate::http::ConnectionSlot::acquire(&app.open_connections, usize::MAX);
+    let metrics = app.hub.metrics().clone();
+    metrics.connections.increment(1.0);
+    metrics.connections_opened.increment(1);
+    let mut session = Session::new(app.clone(), protocol);
+    let shared = session.shared.clone();
+    let client_config = &app.config.client;
+    let ping_interval = client_config.ping_interval;
+    let pong_timeout = client_config.pong_timeout;
+    let ping_bytes = herald_protocol::encode_reply_bytes(protocol, &Reply::default());
+
+    let mut timers = Timers {
+        connect_deadline: Some(Instant::now() + client_config.connect_timeout),
+        next_ping: None,
+        pong_deadline: None,
+        expiry: None,
+    };
+    let sleep = tokio::time::sleep_until(timers.next().into());
+    tokio::pin!(sleep);
+    let mut items: Vec<Item> = Vec::new();
+    let mut frame: Vec<u8> = Vec::new();
+    let max_frame = client_config.max_out_frame_bytes;
+    let mut shutting_down = false;
+
+    let disconnect: Option<Disconnect> = loop {
+        tokio::select! {
+            biased;
+            _ = app.shutdown.cancelled(), if !shutting_down => {
+                // Send what is already queued, then close with 3001 so the SDKs reconnect.
+                shutting_down = true;
+                shared.outbox.close(Disconnect::SHUTDOWN);
+            }
+            _ = shared.outbox.ready() => {
+                let closing = shared.outbox.drain(&mut items);
+                if closing.as_ref() == Some(&Disconnect::SLOW) {
+                    items.clear();
+                    break closing;
+                }
+                let mut control_result = Ok(());
+                let mut n_messages = 0u64;
+                for item in items.drain(..) {
+                    match item {
+                        Item::Message(bytes) => {
+                            if !frame.is_empty() && frame.len() + bytes.len() > max_frame {
+                                if let Err(error) = feed(&mut socket, protocol, &mut frame, &metrics).await {
+                                    tracing::debug!(%error, "WebSocket write failed.");
+                                    control_result = Err(None);
+                                    break;
+                                }
+                            }
+                            herald_protocol::append_to_frame(protocol, &mut frame, &bytes);
+                            n_messages += 1;
+                        }
+                        Item::Control(control) => {
+                            if let Err(disconnect) = session.handle_control(*control) {
+                                control_result = Err(Some(disconnect));
+                            }
+                        }
+                    }
+                }
+                items.clear();
+                if control_result.is_ok() && !frame.is_empty() {
+                    if let Err(error) = feed(&mut socket, protocol, &mut frame, &metrics).await {
+                        tracing::debug!(%error, "WebSocket write failed.");
+                        control_result = Err(None);
+                    }
+                }
+                if control_result.is_ok() && n_messages > 0 {
+                    match tokio::time::timeout(ping_interval, socket.flush()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => break Some(Disconnect::WRITE_ERROR),
+                    }
+                }
+                match control_result {
+                    Err(disconnect) => break disconnect,
+                    Ok(()) if closing.is_some() => break closing,
+                    Ok(()) => {}
+                }
+                timers.expiry = session.next_expiry();
+                sleep.as_mut().reset(timers.next().into());
+            }
+            message = socket.recv() => {
+                let message = match message {
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "WebSocket read failed.");
+                        let text = error.to_string();
+                        if text.contains("too long") || text.contains("Space limit") || text.contains("capacity") {
+                            crate::metrics::bad_input("frame_too_large");
+                            break Some(Disconnect::BAD_REQUEST);
+                        }
+                        break None;
+                    }
+                    None => break None,
+                };
+                let data: &[u8] = match (&message, protocol) {
+                    (Message::Text(text), Protocol::Json) => text.as_bytes(),
+                    (Message::Binary(bytes), Protocol::Protobuf) => bytes,
+                    // Centrifugo accepts binary JSON frames too.
+                    (Message::Binary(bytes), Protocol::Json) => bytes,
+                    (Message::Text(_), Protocol::Protobuf) => {
+                        crate::metrics::bad_input("text_frame_for_protobuf");
+                        break Some(Disconnect::BAD_REQUEST);
+                    }
+                    (Message::Close(_), _) => break None,
+                    (Message::Ping(_) | Message::Pong(_), _) => {
+                        // tungstenite queued the pong; send it now.
+                        if socket.flush().await.is_err() {
+                            break None;
+                        }
+                        continue;
+                    }
+                };
+                metrics.bytes_received.increment(data.len() as u64);
+                timers.pong_deadline = None;
+                let was_connected = session.is_connected();
+                if let Err(disconnect) = session.handle_frame(data) {
+                    break Some(disconnect);
+                }
+                if !was_connected && session.is_connected() {
+                    timers.connect_deadline = None;
+                    timers.next_ping = Some(Instant::now() + ping_interval);
+                }
+                timers.expiry = session.next_expiry();
+                sleep.as_mut().reset(timers.next().into());
+            }
+            _ = &mut sleep => {
+                let now = Instant::now();
+                if timers.connect_deadline.is_some_and(|d| d <= now) {
+                    break Some(Disconnect::STALE);
+                }
+                if timers.pong_deadline.is_some_and(|d| d <= now) {
+                    break Some(Disconnect::NO_PONG);
+                }
+                if timers.next_ping.is_some_and(|d| d <= now) {
+                    let _ = shared.outbox.push(ping_bytes.clone());
+                    timers.next_ping = Some(now + ping_interval);
+                    timers.pong_deadline = Some(now + pong_timeout);
+                }
+                if timers.expiry.is_some_and(|d| d <= now) {
+                    if let Err(disconnect) = session.check_expiry() {
+                        break Some(disconnect);
+                    }
+                    timers.expiry = session.next_expiry();
+                }
+                sleep.as_mut().reset(timers.next().into());
+            }
+        }
+    };
+
+    if let Some(disconnect) = &disconnect {
+        crate::metrics::disconnect(disconnect.code);
+        let close = CloseFrame { code: disconnect.code, reason: disconnect.reason.as_ref().into() };
+        // Best effort: a client that stopped reading gets a bounded wait, not a stuck task.
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(Some(close)))).await;
+    }
+    session.close();
+    shared.outbox.close(disconnect.unwrap_or(Disconnect::SHUTDOWN));
+    metrics.connections.decrement(1.0);
+}
+
+/// Queue the frame built so far to the socket (without flushing) and clear it.
+async fn feed(
+    socket: &mut WebSocket,
+    protocol: Protocol,
+    frame: &mut Vec<u8>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(), axum::Error> {
+    let payload = std::mem::take(frame);
+    metrics.bytes_sent.increment(payload.len() as u64);
+    metrics.frames_sent.increment(1);
+    let message = match protocol {
+        Protocol::Json => match String::from_utf8(payload) {
+            Ok(text) => Message::Text(text.into()),
+            Err(error) => Message::Binary(error.into_bytes().into()),
+        },
+        Protocol::Protobuf => Message::Binary(payload.into()),
+    };
+    socket.feed(message).await
+}
