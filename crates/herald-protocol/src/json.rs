@@ -7,7 +7,7 @@
 //! `conn_info`, `chan_info`, ...). It embeds them verbatim as a JSON value: a
 //! publication whose payload is `{"a":1}` is sent as `"data":{"a":1}`. The Go
 //! reference (`centrifugal/protocol` `raw.go`) does the same with its `Raw`
-//! type. [`raw`] reproduces that contract:
+//! type. The private `raw` serde module reproduces that contract:
 //!
 //! * **serialize** — the bytes are written as-is after a validation pass (they
 //!   must be one complete JSON value). Raw `\n` bytes are stripped, as Go does,

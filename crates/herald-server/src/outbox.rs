@@ -60,6 +60,8 @@ pub enum PushError {
 pub struct Outbox {
     inner: Mutex<Inner>,
     notify: Notify,
+    /// Woken when the outbox starts closing, for a writer blocked on a slow socket.
+    close_notify: Notify,
     limits: OutboxLimits,
 }
 
@@ -74,6 +76,7 @@ impl Outbox {
         Self {
             inner: Mutex::new(Inner { items: VecDeque::new(), bytes: 0, closing: None }),
             notify: Notify::new(),
+            close_notify: Notify::new(),
             limits,
         }
     }
@@ -92,6 +95,7 @@ impl Outbox {
                 inner.closing = Some(Disconnect::SLOW);
                 drop(inner);
                 self.notify.notify_one();
+                self.close_notify.notify_waiters();
                 return Err(PushError::Overflow);
             }
             inner.items.push_back(Item::Message(message));
@@ -144,6 +148,7 @@ impl Outbox {
             inner.closing = Some(disconnect);
         }
         self.notify.notify_one();
+        self.close_notify.notify_waiters();
     }
 
     /// Whether the outbox is closing, and why.
@@ -154,6 +159,29 @@ impl Outbox {
     /// Wait until something is queued or the outbox closes.
     pub async fn ready(&self) {
         self.notify.notified().await;
+    }
+
+    /// Wait until the outbox starts closing and return why.
+    pub async fn closed(&self) -> Disconnect {
+        loop {
+            let notified = self.close_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(disconnect) = self.closing() {
+                return disconnect;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether anything is queued.
+    pub fn has_pending(&self) -> bool {
+        !self.inner.lock().items.is_empty()
+    }
+
+    /// Wake the connection task as if something had been queued.
+    pub fn wake(&self) {
+        self.notify.notify_one();
     }
 
     /// Move everything queued into `out` (which the caller reuses between calls) and return

@@ -32,11 +32,13 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<Arc<Self>> {
         let verifier = TokenVerifier::new(&config.client.token)?;
+        // Install the recorder before any metric handle is registered.
+        let prometheus = crate::metrics::recorder();
         Ok(Arc::new(Self {
             config,
             hub: Hub::new(crate::metrics::Metrics::new()),
             verifier,
-            prometheus: crate::metrics::recorder(),
+            prometheus,
             shutdown,
             tracker: TaskTracker::new(),
             started: Instant::now(),

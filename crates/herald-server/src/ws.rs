@@ -21,6 +21,7 @@ use herald_protocol::{Protocol, Reply};
 use crate::client::Session;
 use crate::disconnect::Disconnect;
 use crate::outbox::Item;
+
 use crate::state::AppState;
 
 pub async fn handler(State(app): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
@@ -47,6 +48,9 @@ pub async fn handler(State(app): State<Arc<AppState>>, upgrade: WebSocketUpgrade
         .on_upgrade(move |socket| tracker.track_future(run(app, socket, protocol)))
         .into_response()
 }
+
+/// How long a closing connection waits for its close frame to be written.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Deadlines the connection's single timer serves.
 struct Timers {
@@ -101,51 +105,17 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
                 shared.outbox.close(Disconnect::SHUTDOWN);
             }
             _ = shared.outbox.ready() => {
-                let closing = shared.outbox.drain(&mut items);
-                if closing.as_ref() == Some(&Disconnect::SLOW) {
-                    items.clear();
-                    break closing;
-                }
-                let mut control_result = Ok(());
-                let mut n_messages = 0u64;
-                for item in items.drain(..) {
-                    match item {
-                        Item::Message(bytes) => {
-                            if !frame.is_empty() && frame.len() + bytes.len() > max_frame {
-                                if let Err(error) = feed(&mut socket, protocol, &mut frame, &metrics).await {
-                                    tracing::debug!(%error, "WebSocket write failed.");
-                                    control_result = Err(None);
-                                    break;
-                                }
-                            }
-                            herald_protocol::append_to_frame(protocol, &mut frame, &bytes);
-                            n_messages += 1;
-                        }
-                        Item::Control(control) => {
-                            if let Err(disconnect) = session.handle_control(*control) {
-                                control_result = Err(Some(disconnect));
-                            }
-                        }
+                let mut writer = Writer { socket: &mut socket, protocol, frame: &mut frame, items: &mut items, max_frame, metrics: &metrics };
+                // A client that stops reading blocks the write; give up when its queue overflows
+                // meanwhile (3008) or when the write takes longer than a ping interval.
+                let result = tokio::select! {
+                    result = tokio::time::timeout(ping_interval, writer.write_pending(&mut session)) => {
+                        result.unwrap_or(Err(Some(Disconnect::WRITE_ERROR)))
                     }
-                }
-                items.clear();
-                if control_result.is_ok() && !frame.is_empty() {
-                    if let Err(error) = feed(&mut socket, protocol, &mut frame, &metrics).await {
-                        tracing::debug!(%error, "WebSocket write failed.");
-                        control_result = Err(None);
-                    }
-                }
-                if control_result.is_ok() && n_messages > 0 {
-                    match tokio::time::timeout(ping_interval, socket.flush()).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break None,
-                        Err(_) => break Some(Disconnect::WRITE_ERROR),
-                    }
-                }
-                match control_result {
-                    Err(disconnect) => break disconnect,
-                    Ok(()) if closing.is_some() => break closing,
-                    Ok(()) => {}
+                    disconnect = slow_close(&shared) => Err(Some(disconnect)),
+                };
+                if let Err(disconnect) = result {
+                    break disconnect;
                 }
                 timers.expiry = session.next_expiry();
                 sleep.as_mut().reset(timers.next().into());
@@ -219,33 +189,113 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
         }
     };
 
+    // Leave the hub first: nothing more is queued to a connection that is going away.
+    session.close();
+    shared.outbox.close(disconnect.clone().unwrap_or(Disconnect::SHUTDOWN));
     if let Some(disconnect) = &disconnect {
         crate::metrics::disconnect(disconnect.code);
         let close = CloseFrame { code: disconnect.code, reason: disconnect.reason.as_ref().into() };
         // Best effort: a client that stopped reading gets a bounded wait, not a stuck task.
-        let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(Some(close)))).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(close)))).await;
     }
-    session.close();
-    shared.outbox.close(disconnect.unwrap_or(Disconnect::SHUTDOWN));
     metrics.connections.decrement(1.0);
 }
 
-/// Queue the frame built so far to the socket (without flushing) and clear it.
-async fn feed(
-    socket: &mut WebSocket,
+/// Resolves when the outbox closes because the client is slow; never for other closes, which
+/// let queued data go out first.
+async fn slow_close(shared: &crate::client::ConnShared) -> Disconnect {
+    let disconnect = shared.outbox.closed().await;
+    if disconnect == Disconnect::SLOW {
+        return disconnect;
+    }
+    std::future::pending().await
+}
+
+/// Rounds of draining one wake-up may take before yielding to reads and timers.
+const MAX_WRITE_ROUNDS: usize = 16;
+
+/// Writes what a connection's outbox holds: batches messages into frames, applies control
+/// requests, flushes once per round.
+struct Writer<'a> {
+    socket: &'a mut WebSocket,
     protocol: Protocol,
-    frame: &mut Vec<u8>,
-    metrics: &crate::metrics::Metrics,
-) -> Result<(), axum::Error> {
-    let payload = std::mem::take(frame);
-    metrics.bytes_sent.increment(payload.len() as u64);
-    metrics.frames_sent.increment(1);
-    let message = match protocol {
-        Protocol::Json => match String::from_utf8(payload) {
-            Ok(text) => Message::Text(text.into()),
-            Err(error) => Message::Binary(error.into_bytes().into()),
-        },
-        Protocol::Protobuf => Message::Binary(payload.into()),
-    };
-    socket.feed(message).await
+    frame: &'a mut Vec<u8>,
+    items: &'a mut Vec<Item>,
+    max_frame: usize,
+    metrics: &'a crate::metrics::Metrics,
+}
+
+impl Writer<'_> {
+    /// Drain and write until the outbox is empty (or a few rounds passed). `Err` ends the
+    /// connection: `Some` with a close code to send, `None` when the socket is already gone.
+    async fn write_pending(&mut self, session: &mut Session) -> Result<(), Option<Disconnect>> {
+        let shared = session.shared.clone();
+        for _ in 0..MAX_WRITE_ROUNDS {
+            let closing = shared.outbox.drain(self.items);
+            if closing.as_ref() == Some(&Disconnect::SLOW) {
+                // A slow client's backlog is dropped, not sent.
+                self.items.clear();
+                return Err(closing);
+            }
+            let mut n_messages = 0usize;
+            let mut ended: Option<Disconnect> = None;
+            let items = std::mem::take(self.items);
+            let mut items_iter = items.into_iter();
+            for item in items_iter.by_ref() {
+                match item {
+                    Item::Message(bytes) => {
+                        if !self.frame.is_empty() && self.frame.len() + bytes.len() > self.max_frame {
+                            self.feed().await.map_err(|_| None)?;
+                        }
+                        herald_protocol::append_to_frame(self.protocol, self.frame, &bytes);
+                        n_messages += 1;
+                    }
+                    Item::Control(control) => {
+                        if let Err(disconnect) = session.handle_control(*control) {
+                            ended = Some(disconnect);
+                            break;
+                        }
+                    }
+                }
+            }
+            // Give the (now empty) buffer back for reuse.
+            let mut reuse: Vec<Item> = items_iter.collect();
+            reuse.clear();
+            *self.items = reuse;
+            if !self.frame.is_empty() {
+                self.feed().await.map_err(|_| None)?;
+            }
+            if n_messages > 0 {
+                self.flush().await?;
+            }
+            if let Some(disconnect) = ended.or(closing) {
+                return Err(Some(disconnect));
+            }
+            if !shared.outbox.has_pending() {
+                return Ok(());
+            }
+        }
+        // Still more: come back after reads and timers had their turn.
+        shared.outbox.wake();
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Option<Disconnect>> {
+        self.socket.flush().await.map_err(|_| None)
+    }
+
+    /// Queue the frame built so far to the socket (without flushing) and clear it.
+    async fn feed(&mut self) -> Result<(), axum::Error> {
+        let payload = std::mem::take(self.frame);
+        self.metrics.bytes_sent.increment(payload.len() as u64);
+        self.metrics.frames_sent.increment(1);
+        let message = match self.protocol {
+            Protocol::Json => match String::from_utf8(payload) {
+                Ok(text) => Message::Text(text.into()),
+                Err(error) => Message::Binary(error.into_bytes().into()),
+            },
+            Protocol::Protobuf => Message::Binary(payload.into()),
+        };
+        self.socket.feed(message).await
+    }
 }

@@ -1,0 +1,265 @@
+//! Subscriptions, permissions, publications, presence, join/leave, delta, slow clients.
+
+use std::time::Duration;
+
+use herald_core::auth::MintClaims;
+use serde_json::json;
+
+use crate::helpers::{Client, Closed, TestApp, base_config};
+
+#[tokio::test]
+async fn subscribe_then_receive_publications_in_order() {
+    let app = TestApp::start().await;
+    let mut client = app.client("alice").await;
+    let reply = client.call(json!({ "subscribe": { "channel": "chat:room" } })).await;
+    assert!(reply.get("subscribe").is_some(), "{reply}");
+    for i in 1..=5 {
+        let result = app.publish("chat:room", json!({ "i": i })).await;
+        assert_eq!(result["offset"], json!(i));
+    }
+    for i in 1..=5 {
+        let publication = client.next_pub("chat:room").await;
+        assert_eq!(publication["data"], json!({ "i": i }));
+        assert_eq!(publication["offset"], json!(i));
+    }
+}
+
+#[tokio::test]
+async fn many_commands_in_one_frame_get_every_reply() {
+    let app = TestApp::start().await;
+    let mut client = app.client("alice").await;
+    let frame = [
+        json!({ "id": 10, "subscribe": { "channel": "a" } }),
+        json!({ "id": 11, "subscribe": { "channel": "b" } }),
+        json!({ "id": 12, "subscribe": { "channel": "c" } }),
+    ]
+    .iter()
+    .map(|c| c.to_string())
+    .collect::<Vec<_>>()
+    .join("\n");
+    client.send_text(&frame).await;
+    for id in 10..=12 {
+        let reply = client.wait_for(|v| v["id"] == json!(id)).await;
+        assert!(reply.get("subscribe").is_some(), "{reply}");
+    }
+}
+
+#[tokio::test]
+async fn permissions_are_enforced() {
+    let app = TestApp::start().await;
+    let mut client = app.client("alice").await;
+    // `secret` needs a subscription token.
+    let reply = client.call(json!({ "subscribe": { "channel": "secret:x" } })).await;
+    assert_eq!(reply["error"]["code"], json!(103), "{reply}");
+    // Unknown namespace.
+    let reply = client.call(json!({ "subscribe": { "channel": "nope:x" } })).await;
+    assert_eq!(reply["error"]["code"], json!(102), "{reply}");
+    // Already subscribed.
+    client.call(json!({ "subscribe": { "channel": "chat:x" } })).await;
+    let reply = client.call(json!({ "subscribe": { "channel": "chat:x" } })).await;
+    assert_eq!(reply["error"]["code"], json!(105), "{reply}");
+    // Publishing to a channel one is not subscribed to.
+    let reply = client.call(json!({ "publish": { "channel": "chat:other", "data": {} } })).await;
+    assert_eq!(reply["error"]["code"], json!(103), "{reply}");
+    // A user-limited channel for someone else.
+    let reply = client.call(json!({ "subscribe": { "channel": "dm:#bob,carol" } })).await;
+    assert_eq!(reply["error"]["code"], json!(103), "{reply}");
+    let reply = client.call(json!({ "subscribe": { "channel": "dm:#alice,bob" } })).await;
+    assert!(reply.get("subscribe").is_some(), "{reply}");
+}
+
+#[tokio::test]
+async fn anonymous_needs_the_anonymous_rule() {
+    let app = TestApp::start().await;
+    let mut client = app.client("").await;
+    let reply = client.call(json!({ "subscribe": { "channel": "chat:x" } })).await;
+    assert_eq!(reply["error"]["code"], json!(103), "{reply}");
+    let reply = client.call(json!({ "subscribe": { "channel": "pub:x" } })).await;
+    assert!(reply.get("subscribe").is_some(), "{reply}");
+}
+
+#[tokio::test]
+async fn subscription_token_grants_a_protected_channel() {
+    let app = TestApp::start().await;
+    let mut client = app.client("alice").await;
+    let token =
+        app.token_with(MintClaims { sub: "alice".into(), channel: Some("secret:x".into()), ..Default::default() });
+    let reply = client.call(json!({ "subscribe": { "channel": "secret:x", "token": token } })).await;
+    assert!(reply.get("subscribe").is_some(), "{reply}");
+    app.publish("secret:x", json!("psst")).await;
+    assert_eq!(client.next_pub("secret:x").await["data"], json!("psst"));
+
+    // A token for another channel is a protocol violation.
+    let wrong =
+        app.token_with(MintClaims { sub: "alice".into(), channel: Some("secret:y".into()), ..Default::default() });
+    client.send_text(&json!({ "id": 50, "subscribe": { "channel": "secret:z", "token": wrong } }).to_string()).await;
+    assert_eq!(client.closed().await, Closed::Code(3500, "invalid token".into()));
+}
+
+#[tokio::test]
+async fn client_publish_reaches_subscribers_with_publisher_info() {
+    let app = TestApp::start().await;
+    let mut alice = app.client("alice").await;
+    let mut bob = app.client("bob").await;
+    alice.call(json!({ "subscribe": { "channel": "chat:talk" } })).await;
+    bob.call(json!({ "subscribe": { "channel": "chat:talk" } })).await;
+    let reply = alice.call(json!({ "publish": { "channel": "chat:talk", "data": { "text": "hi" } } })).await;
+    assert!(reply.get("publish").is_some(), "{reply}");
+    let publication = bob.next_pub("chat:talk").await;
+    assert_eq!(publication["data"], json!({ "text": "hi" }));
+    assert_eq!(publication["info"]["user"], json!("alice"));
+    assert_eq!(publication["info"]["client"], json!(alice.client_id));
+}
+
+#[tokio::test]
+async fn presence_and_join_leave() {
+    let app = TestApp::start().await;
+    let mut alice = app.client("alice").await;
+    let mut bob = app.client("bob").await;
+    alice.call(json!({ "subscribe": { "channel": "chat:p", "join_leave": true } })).await;
+    bob.call(json!({ "subscribe": { "channel": "chat:p" } })).await;
+
+    let join = alice.wait_for(|v| v.pointer("/push/join/info/user") == Some(&json!("bob"))).await;
+    assert_eq!(join["push"]["channel"], json!("chat:p"));
+
+    let reply = alice.call(json!({ "presence": { "channel": "chat:p" } })).await;
+    let presence = reply["presence"]["presence"].as_object().expect("presence map");
+    assert_eq!(presence.len(), 2, "{reply}");
+    assert_eq!(presence[&bob.client_id]["user"], json!("bob"));
+
+    let reply = alice.call(json!({ "presence_stats": { "channel": "chat:p" } })).await;
+    assert_eq!(reply["presence_stats"], json!({ "num_clients": 2, "num_users": 2 }));
+
+    bob.call(json!({ "unsubscribe": { "channel": "chat:p" } })).await;
+    let leave = alice.wait_for(|v| v.pointer("/push/leave/info/user") == Some(&json!("bob"))).await;
+    assert_eq!(leave["push"]["channel"], json!("chat:p"));
+
+    let (_, body) = app.api("presence_stats", json!({ "channel": "chat:p" })).await;
+    assert_eq!(body["result"], json!({ "num_clients": 1, "num_users": 1 }));
+
+    // Disconnecting sends leave too.
+    drop(bob);
+    let mut carol = app.client("carol").await;
+    carol.call(json!({ "subscribe": { "channel": "chat:p" } })).await;
+    drop(carol);
+    alice.wait_for(|v| v.pointer("/push/leave/info/user") == Some(&json!("carol"))).await;
+}
+
+#[tokio::test]
+async fn presence_not_available_without_the_option() {
+    let app = TestApp::start().await;
+    let mut client = app.client("alice").await;
+    client.call(json!({ "subscribe": { "channel": "news" } })).await;
+    let reply = client.call(json!({ "presence": { "channel": "news" } })).await;
+    assert_eq!(reply["error"]["code"], json!(108), "{reply}");
+}
+
+#[tokio::test]
+async fn fossil_delta_publications_apply_to_the_previous_payload() {
+    let app = TestApp::start().await;
+    let mut client = app.client("alice").await;
+    let reply = client.call(json!({ "subscribe": { "channel": "chat:delta", "delta": "fossil" } })).await;
+    assert_eq!(reply["subscribe"]["delta"], json!(true), "{reply}");
+
+    let first = json!({ "text": "the quick brown fox jumps over the lazy dog", "n": 1 });
+    let second = json!({ "text": "the quick brown fox jumps over the lazy cat", "n": 2 });
+    app.publish("chat:delta", first.clone()).await;
+    app.publish("chat:delta", second.clone()).await;
+
+    // JSON delta framing: the payload is a JSON string; delta ones are fossil patches.
+    let p1 = client.next_pub("chat:delta").await;
+    assert!(p1.get("delta").is_none(), "first is full: {p1}");
+    let full = p1["data"].as_str().expect("string-framed payload");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(full).expect("json"), first);
+
+    let p2 = client.next_pub("chat:delta").await;
+    assert_eq!(p2["delta"], json!(true), "{p2}");
+    let patch = p2["data"].as_str().expect("patch string");
+    let applied = herald_protocol::fossil::apply(full.as_bytes(), patch.as_bytes()).expect("patch applies");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&applied).expect("json"), second);
+}
+
+#[tokio::test]
+async fn slow_subscriber_is_disconnected_with_3008_and_others_keep_up() {
+    let mut config = base_config();
+    config.client.queue_max_bytes = 64 * 1024;
+    config.client.queue_max_messages = 256;
+    let app = TestApp::start_with(config).await;
+    let mut slow = app.client("slow").await;
+    let mut fast = app.client("fast").await;
+    slow.call(json!({ "subscribe": { "channel": "flood" } })).await;
+    fast.call(json!({ "subscribe": { "channel": "flood" } })).await;
+    let slow_id = slow.client_id.clone();
+
+    // Publish big payloads until the slow client (which reads nothing) overflows its queue.
+    let hub = &app.server().app().hub;
+    let options = herald_core::ChannelOptions::default();
+    let payload = bytes::Bytes::from(format!("\"{}\"", "x".repeat(16 * 1024)));
+    // Lockstep with the fast client: it never has more than one message queued, while the slow
+    // one (which reads nothing) fills its socket buffers and then its queue.
+    let mut published = 0u64;
+    while hub.client(&slow_id).is_some() && published < 5000 {
+        hub.publish(herald_server::hub::PublishSpec {
+            channel: "flood",
+            options: &options,
+            data: payload.clone(),
+            info: None,
+            tags: Default::default(),
+            skip_history: false,
+            idempotency_key: None,
+        });
+        published += 1;
+        let publication = fast.next_pub("flood").await;
+        assert!(publication["data"].is_string());
+    }
+    assert!(published < 5000, "the slow client was never dropped");
+    // The fast client is still subscribed and served.
+    app.publish("flood", json!("after")).await;
+    assert_eq!(fast.next_pub("flood").await["data"], json!("after"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while hub.client(&slow_id).is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "slow client still registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(slow.closed().await, Closed::Code(3008, "slow".into()));
+}
+
+#[tokio::test]
+async fn server_api_subscribe_unsubscribe_and_disconnect() {
+    let app = TestApp::start().await;
+    let mut client = app.client("henry").await;
+
+    let (_, body) = app.api("subscribe", json!({ "user": "henry", "channel": "chat:srv" })).await;
+    assert_eq!(body, json!({ "result": {} }));
+    let push = client.wait_for(|v| v.pointer("/push/subscribe").is_some()).await;
+    assert_eq!(push["push"]["channel"], json!("chat:srv"));
+    app.publish("chat:srv", json!(1)).await;
+    assert_eq!(client.next_pub("chat:srv").await["data"], json!(1));
+
+    app.api("unsubscribe", json!({ "user": "henry", "channel": "chat:srv" })).await;
+    let push = client.wait_for(|v| v.pointer("/push/unsubscribe").is_some()).await;
+    assert_eq!(push["push"]["unsubscribe"]["code"], json!(2000), "{push}");
+
+    app.api("disconnect", json!({ "user": "henry", "disconnect": { "code": 4000, "reason": "go away" } })).await;
+    assert_eq!(client.closed().await, Closed::Code(4000, "go away".into()));
+}
+
+#[tokio::test]
+async fn channels_and_info_reflect_subscriptions() {
+    let app = TestApp::start().await;
+    let mut a = app.client("a").await;
+    let mut b = app.client("b").await;
+    a.call(json!({ "subscribe": { "channel": "chat:one" } })).await;
+    b.call(json!({ "subscribe": { "channel": "chat:one" } })).await;
+    b.call(json!({ "subscribe": { "channel": "news" } })).await;
+    let (_, body) = app.api("channels", json!({})).await;
+    assert_eq!(body["result"]["channels"]["chat:one"]["num_clients"], json!(2), "{body}");
+    let (_, body) = app.api("channels", json!({ "pattern": "chat:*" })).await;
+    assert_eq!(body["result"]["channels"].as_object().map(|m| m.len()), Some(1), "{body}");
+    let (_, body) = app.api("info", json!({})).await;
+    let node = &body["result"]["nodes"][0];
+    assert_eq!(node["num_clients"], json!(2), "{body}");
+    assert_eq!(node["num_users"], json!(2), "{body}");
+    assert_eq!(node["num_subs"], json!(3), "{body}");
+    let _ = Client::open;
+}
