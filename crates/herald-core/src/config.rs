@@ -8,6 +8,7 @@
 //!
 //! Environment variables map onto keys with `__` between sections:
 //! `HERALD_SERVER__LISTEN=0.0.0.0:8000`, `HERALD_CLIENT__TOKEN__HMAC_SECRET=...`.
+//! Variables without `__` (such as `HERALD_CONFIG`) are not config keys and are left alone.
 //! Values are parsed as TOML scalars or arrays where they parse (`true`, `25`, `["a"]`) and are
 //! strings otherwise.
 
@@ -247,6 +248,11 @@ impl Config {
         };
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            // Every key lives in a section, so a variable without `__` is not a config key
+            // (`HERALD_CONFIG`, `HERALD_API_KEY` and the like belong to the CLI).
+            if !rest.contains("__") {
+                continue;
+            }
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
             if path.iter().any(String::is_empty) {
                 problems.push(format!("environment variable {name} names an empty key"));
@@ -512,5 +518,42 @@ mod tests {
         assert!(!shown.contains("supersecretkey"));
         assert!(!shown.contains("anothersecret"));
         assert!(!format!("{config:?}").contains("supersecretkey"));
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The commented example config is a valid config, and documents every key.
+    #[test]
+    fn example_config_loads_and_covers_every_key() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../herald.example.toml");
+        let text = std::fs::read_to_string(path).expect("example config exists");
+        Config::from_toml_and_env(&text, Vec::new()).expect("example config is valid");
+        let defaults = toml::Value::try_from(Config::default()).expect("serializes");
+        let mut missing = Vec::new();
+        collect_keys("", &defaults, &mut missing, &text);
+        assert!(missing.is_empty(), "keys not documented in herald.example.toml: {missing:?}");
+    }
+
+    fn collect_keys(prefix: &str, value: &toml::Value, missing: &mut Vec<String>, text: &str) {
+        let toml::Value::Table(table) = value else { return };
+        for (key, value) in table {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            match value {
+                toml::Value::Table(_) => collect_keys(&path, value, missing, text),
+                _ => {
+                    let documented = text.contains(&format!("[[{path}]]"))
+                        || text.lines().any(|line| {
+                            let line = line.trim_start_matches(['#', ' ']);
+                            line.starts_with(&format!("{key} =")) || line.starts_with(&format!("{key}="))
+                        });
+                    if !documented {
+                        missing.push(path);
+                    }
+                }
+            }
+        }
     }
 }
