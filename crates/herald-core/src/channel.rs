@@ -71,6 +71,10 @@ pub struct ChannelOptions {
     pub allow_user_limited_channels: bool,
     /// Delta encodings subscribers may negotiate (only `fossil`).
     pub allowed_delta_types: Vec<String>,
+    /// Keep the channel's stream in the store: publications are acknowledged only once stored,
+    /// and history and recovery survive restarts. `history_size` and `history_ttl` then set the
+    /// retention (count and age) enforced by the pruner.
+    pub durable: bool,
 }
 
 impl ChannelOptions {

@@ -33,6 +33,9 @@ pub struct Config {
     pub api: ApiConfig,
     pub client: ClientConfig,
     pub channel: ChannelConfig,
+    pub store: StoreConfig,
+    pub webhooks: WebhooksConfig,
+    pub management: ManagementConfig,
 }
 
 /// The HTTP listener and the process lifecycle.
@@ -206,6 +209,132 @@ pub struct ChannelConfig {
     pub namespaces: Vec<Namespace>,
 }
 
+/// The embedded store.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// Directory holding the SQLite database (`herald.db`) and its WAL.
+    pub data_dir: std::path::PathBuf,
+    /// Most writes group-committed in one transaction.
+    pub max_batch: usize,
+    /// Most writes waiting for the writer; callers beyond it wait (backpressure).
+    pub queue_capacity: usize,
+    /// Read connections kept open.
+    pub read_connections: usize,
+    /// How often retention (durable channels, idempotency keys) is enforced.
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: std::path::PathBuf::from("./herald-data"),
+            max_batch: 1000,
+            queue_capacity: 10_000,
+            read_connections: 4,
+            prune_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Webhook delivery.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct WebhooksConfig {
+    /// Run the dispatcher on this node.
+    pub enabled: bool,
+    /// Most HTTP deliveries in flight at once (the worker pool size).
+    pub workers: usize,
+    /// Deliveries claimed per store round trip.
+    pub claim_batch: usize,
+    /// How often the dispatcher looks for due deliveries when nothing woke it.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long a claimed delivery stays claimed; after a crash it becomes due again then.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (connect, send, response head and body prefix).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Delays between attempts; the number of entries is the number of retries.
+    #[serde(with = "duration_list")]
+    pub retry_schedule: Vec<Duration>,
+    /// Random spread added to each delay, as a fraction of it (0.2 = up to +20%).
+    pub retry_jitter: f64,
+    /// Longest `Retry-After` honoured; longer values are capped to it.
+    #[serde(with = "humantime_serde")]
+    pub retry_after_max: Duration,
+    /// Retry 4xx answers other than 408, 409, 425 and 429 (which always retry). Off: they are final.
+    pub retry_client_errors: bool,
+    /// Disable an endpoint that has failed continuously for this long.
+    #[serde(with = "humantime_serde")]
+    pub disable_after: Duration,
+    /// Bytes of each response body kept in the attempt record.
+    pub response_body_max_bytes: usize,
+    /// Largest message payload accepted.
+    pub max_payload_bytes: usize,
+    /// `webhook` sends `webhook-id`/`-timestamp`/`-signature`; `svix` sends `svix-*`.
+    pub header_style: HeaderStyle,
+    /// After a secret rotation, how long the previous secret keeps signing alongside the new one.
+    #[serde(with = "humantime_serde")]
+    pub secret_rotation_overlap: Duration,
+    /// Networks (CIDR) that endpoint URLs may resolve to even though they are private,
+    /// loopback, link-local, CGNAT or ULA. Everything non-public is refused otherwise.
+    pub allow_networks: Vec<String>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        let m = 60;
+        let h = 3600;
+        Self {
+            enabled: true,
+            workers: 256,
+            claim_batch: 256,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            retry_schedule: [5, 5 * m, 30 * m, 2 * h, 5 * h, 10 * h, 10 * h]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            retry_jitter: 0.2,
+            retry_after_max: Duration::from_secs(h),
+            retry_client_errors: false,
+            disable_after: Duration::from_secs(5 * 24 * h),
+            response_body_max_bytes: 1024,
+            max_payload_bytes: 1 << 20,
+            header_style: HeaderStyle::Webhook,
+            secret_rotation_overlap: Duration::from_secs(24 * h),
+            allow_networks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HeaderStyle {
+    #[default]
+    Webhook,
+    Svix,
+}
+
+/// The Svix-compatible management API under `/api/v1`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ManagementConfig {
+    /// HS256 secret for bearer JWTs as the Svix server issues them (`sub` = organisation id).
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub jwt_secret: Option<SecretString>,
+    /// A static bearer token accepted as is.
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub token: Option<SecretString>,
+}
+
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -343,6 +472,29 @@ impl Config {
             }
         }
 
+        let webhooks = &self.webhooks;
+        if webhooks.workers == 0 || webhooks.claim_batch == 0 {
+            problems.push("webhooks.workers and webhooks.claim_batch must be at least 1".to_owned());
+        }
+        if webhooks.request_timeout.is_zero() || webhooks.connect_timeout.is_zero() {
+            problems.push("webhooks.request_timeout and webhooks.connect_timeout must be positive".to_owned());
+        }
+        if !(0.0..=1.0).contains(&webhooks.retry_jitter) {
+            problems.push("webhooks.retry_jitter must be between 0 and 1".to_owned());
+        }
+        if webhooks.lease <= webhooks.request_timeout {
+            problems.push("webhooks.lease must be longer than webhooks.request_timeout".to_owned());
+        }
+        for (idx, net) in webhooks.allow_networks.iter().enumerate() {
+            if !is_cidr(net) {
+                problems.push(format!("webhooks.allow_networks[{idx}] `{net}` is not a CIDR like 127.0.0.0/8"));
+            }
+        }
+        if self.store.max_batch == 0 || self.store.queue_capacity == 0 || self.store.read_connections == 0 {
+            problems
+                .push("store.max_batch, store.queue_capacity and store.read_connections must be at least 1".to_owned());
+        }
+
         check_options("channel.defaults", &self.channel.defaults, &mut problems);
         let mut seen = std::collections::HashSet::new();
         for (idx, namespace) in self.channel.namespaces.iter().enumerate() {
@@ -397,8 +549,39 @@ fn check_options(context: &str, options: &ChannelOptions, problems: &mut Vec<Str
             problems.push(format!("{context}: unknown delta type `{delta}` (only `fossil` is supported)"));
         }
     }
+    if options.durable && options.history_size == 0 {
+        problems.push(format!("{context}: durable needs history_size and history_ttl (the retention)"));
+    }
     if options.history_size > 1_000_000 {
         problems.push(format!("{context}: history_size must be at most 1000000"));
+    }
+}
+
+/// A list of humantime durations (`["5s", "5m"]`).
+mod duration_list {
+    use std::time::Duration;
+
+    use humantime_serde::re::humantime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &[Duration], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(value.iter().map(|d| humantime::format_duration(*d).to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
+        let texts = Vec::<String>::deserialize(deserializer)?;
+        texts.iter().map(|t| humantime::parse_duration(t).map_err(serde::de::Error::custom)).collect()
+    }
+}
+
+/// `addr/len` with an IPv4 or IPv6 address and a prefix length that fits it.
+pub fn is_cidr(text: &str) -> bool {
+    let Some((addr, len)) = text.split_once('/') else { return false };
+    let Ok(len) = len.parse::<u8>() else { return false };
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => len <= 32,
+        Ok(std::net::IpAddr::V6(_)) => len <= 128,
+        Err(_) => false,
     }
 }
 
