@@ -449,15 +449,15 @@ impl Config {
                 problems.push(format!("{key} must be at least {min}"));
             }
         }
-        if let Some(key) = &client.token.rsa_public_key {
-            if jsonwebtoken::DecodingKey::from_rsa_pem(key.as_bytes()).is_err() {
-                problems.push("client.token.rsa_public_key is not a PEM RSA public key".to_owned());
-            }
+        if let Some(key) = &client.token.rsa_public_key
+            && jsonwebtoken::DecodingKey::from_rsa_pem(key.as_bytes()).is_err()
+        {
+            problems.push("client.token.rsa_public_key is not a PEM RSA public key".to_owned());
         }
-        if let Some(key) = &client.token.ecdsa_public_key {
-            if jsonwebtoken::DecodingKey::from_ec_pem(key.as_bytes()).is_err() {
-                problems.push("client.token.ecdsa_public_key is not a PEM EC public key".to_owned());
-            }
+        if let Some(key) = &client.token.ecdsa_public_key
+            && jsonwebtoken::DecodingKey::from_ec_pem(key.as_bytes()).is_err()
+        {
+            problems.push("client.token.ecdsa_public_key is not a PEM EC public key".to_owned());
         }
         if let Some(secret) = &client.token.hmac_secret {
             use secrecy::ExposeSecret;

@@ -105,7 +105,7 @@ pub async fn handler(
             return transport_error(StatusCode::BAD_REQUEST, bad_request(error));
         }
     };
-    let result = call(&app, method, params);
+    let result = call(&app, method, params).await;
     let outcome = if result.is_ok() { "ok" } else { "error" };
     crate::metrics::api_call(method, outcome, started.elapsed());
     let body = match result {
@@ -138,25 +138,33 @@ fn authorized(app: &AppState, headers: &HeaderMap) -> bool {
     bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes()))
 }
 
+fn parse<'a, T: Deserialize<'a>>(params: &'a RawValue) -> Result<T, ApiError> {
+    serde_json::from_str(params.get()).map_err(bad_request)
+}
+
 /// Run one method on already-parsed JSON params.
-fn call(app: &AppState, method: &str, params: &RawValue) -> ApiResult {
-    fn parse<'a, T: Deserialize<'a>>(params: &'a RawValue) -> Result<T, ApiError> {
-        serde_json::from_str(params.get()).map_err(bad_request)
-    }
+async fn call(app: &Arc<AppState>, method: &str, params: &RawValue) -> ApiResult {
     match method {
-        "publish" => publish(app, parse(params)?),
-        "broadcast" => broadcast(app, parse(params)?),
+        "batch" => batch(app, parse(params)?).await,
+        _ => call_single(app, method, params).await,
+    }
+}
+
+/// Run one method other than `batch`.
+async fn call_single(app: &Arc<AppState>, method: &str, params: &RawValue) -> ApiResult {
+    match method {
+        "publish" => publish(app, parse(params)?).await,
+        "broadcast" => broadcast(app, parse(params)?).await,
         "subscribe" => subscribe(app, parse(params)?),
         "unsubscribe" => unsubscribe(app, parse(params)?),
         "disconnect" => disconnect(app, parse(params)?),
         "refresh" => refresh(app, parse(params)?),
         "presence" => presence(app, parse(params)?),
         "presence_stats" => presence_stats(app, parse(params)?),
-        "history" => history(app, parse(params)?),
+        "history" => history(app, parse(params)?).await,
         "history_remove" => history_remove(app, parse(params)?),
         "channels" => channels(app, parse(params)?),
         "info" => info(app),
-        "batch" => batch(app, parse(params)?),
         _ => Err(codes::ERROR_METHOD_NOT_FOUND.into()),
     }
 }
@@ -197,17 +205,39 @@ struct PublishParams {
     idempotency_key: Option<String>,
 }
 
-fn publish(app: &AppState, params: PublishParams) -> ApiResult {
+async fn publish(app: &Arc<AppState>, params: PublishParams) -> ApiResult {
     let options = channel_options(app, &params.channel)?;
     let data = payload(params.data, params.b64data)?;
+    publish_one(app, &params.channel, &options, data, params.tags, params.skip_history, params.idempotency_key).await
+}
+
+/// Publish to one channel: durable channels are stored first, the rest go straight to the hub.
+async fn publish_one(
+    app: &Arc<AppState>,
+    channel: &str,
+    options: &ChannelOptions,
+    data: Bytes,
+    tags: HashMap<String, String>,
+    skip_history: bool,
+    idempotency_key: Option<String>,
+) -> ApiResult {
+    if options.durable {
+        return match crate::durable::publish(app, channel, data, None, tags).await {
+            Ok(position) => Ok(serde_json::json!({ "offset": position.offset, "epoch": position.epoch })),
+            Err(error) => {
+                tracing::warn!(%channel, %error, "Durable publish failed.");
+                Err(codes::ERROR_INTERNAL.into())
+            }
+        };
+    }
     let published = app.hub.publish(PublishSpec {
-        channel: &params.channel,
-        options: &options,
+        channel,
+        options,
         data,
         info: None,
-        tags: params.tags,
-        skip_history: params.skip_history,
-        idempotency_key: params.idempotency_key.filter(|k| !k.is_empty()),
+        tags,
+        skip_history,
+        idempotency_key: idempotency_key.filter(|k| !k.is_empty()),
     });
     Ok(match published.position {
         Some(position) => serde_json::json!({ "offset": position.offset, "epoch": &*position.epoch }),
@@ -228,34 +258,33 @@ struct BroadcastParams {
     idempotency_key: Option<String>,
 }
 
-fn broadcast(app: &AppState, params: BroadcastParams) -> ApiResult {
+async fn broadcast(app: &Arc<AppState>, params: BroadcastParams) -> ApiResult {
     if params.channels.is_empty() {
         return Err(bad_request("channels required"));
     }
     let data = payload(params.data, params.b64data)?;
-    let responses: Vec<serde_json::Value> = params
-        .channels
-        .iter()
-        .map(|channel| {
-            let options = match channel_options(app, channel) {
-                Ok(options) => options,
-                Err(error) => return serde_json::json!({ "error": error }),
-            };
-            let published = app.hub.publish(PublishSpec {
-                channel,
-                options: &options,
-                data: data.clone(),
-                info: None,
-                tags: params.tags.clone(),
-                skip_history: params.skip_history,
-                idempotency_key: params.idempotency_key.clone().filter(|k| !k.is_empty()),
-            });
-            match published.position {
-                Some(p) => serde_json::json!({ "result": { "offset": p.offset, "epoch": &*p.epoch } }),
-                None => serde_json::json!({ "result": {} }),
+    let mut responses = Vec::with_capacity(params.channels.len());
+    for channel in &params.channels {
+        let result = match channel_options(app, channel) {
+            Ok(options) => {
+                publish_one(
+                    app,
+                    channel,
+                    &options,
+                    data.clone(),
+                    params.tags.clone(),
+                    params.skip_history,
+                    params.idempotency_key.clone(),
+                )
+                .await
             }
-        })
-        .collect();
+            Err(error) => Err(error),
+        };
+        responses.push(match result {
+            Ok(result) => serde_json::json!({ "result": result }),
+            Err(error) => serde_json::json!({ "error": error }),
+        });
+    }
     Ok(serde_json::json!({ "responses": responses }))
 }
 
@@ -417,10 +446,16 @@ struct SinceParams {
     epoch: String,
 }
 
-fn history(app: &AppState, params: HistoryParams) -> ApiResult {
+async fn history(app: &AppState, params: HistoryParams) -> ApiResult {
     let options = channel_options(app, &params.channel)?;
     if !options.has_history() {
         return Err(codes::ERROR_NOT_AVAILABLE.into());
+    }
+    if options.durable {
+        crate::durable::ensure_loaded(app, &params.channel, &options).await.map_err(|error| {
+            tracing::warn!(channel = %params.channel, %error, "Cannot load a durable channel.");
+            ApiError::from(codes::ERROR_INTERNAL)
+        })?;
     }
     let max = app.config.client.history_max_limit;
     let limit = match params.limit {
@@ -483,33 +518,34 @@ struct BatchParams {
     commands: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
+async fn batch_one(app: &Arc<AppState>, command: serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    let mut entries = command.into_iter();
+    let (Some((method, params)), None) = (entries.next(), entries.next()) else {
+        return serde_json::json!({ "error": bad_request("each command has exactly one method") });
+    };
+    if method == "batch" || !METHODS.contains(&method.as_str()) {
+        return serde_json::json!({ "error": ApiError::from(codes::ERROR_METHOD_NOT_FOUND) });
+    }
+    let raw = match serde_json::value::to_raw_value(&params) {
+        Ok(raw) => raw,
+        Err(error) => return serde_json::json!({ "error": bad_request(error) }),
+    };
+    match call_single(app, &method, &raw).await {
+        Ok(result) => serde_json::json!({ method: result }),
+        Err(error) => serde_json::json!({ "error": error }),
+    }
+}
+
 /// Most commands one batch may carry.
 const BATCH_MAX_COMMANDS: usize = 1000;
 
-fn batch(app: &AppState, params: BatchParams) -> ApiResult {
+async fn batch(app: &Arc<AppState>, params: BatchParams) -> ApiResult {
     if params.commands.len() > BATCH_MAX_COMMANDS {
         return Err(bad_request(format!("at most {BATCH_MAX_COMMANDS} commands per batch")));
     }
-    let replies: Vec<serde_json::Value> = params
-        .commands
-        .into_iter()
-        .map(|command| {
-            let mut entries = command.into_iter();
-            let (Some((method, params)), None) = (entries.next(), entries.next()) else {
-                return serde_json::json!({ "error": bad_request("each command has exactly one method") });
-            };
-            if method == "batch" || !METHODS.contains(&method.as_str()) {
-                return serde_json::json!({ "error": ApiError::from(codes::ERROR_METHOD_NOT_FOUND) });
-            }
-            let raw = match serde_json::value::to_raw_value(&params) {
-                Ok(raw) => raw,
-                Err(error) => return serde_json::json!({ "error": bad_request(error) }),
-            };
-            match call(app, &method, &raw) {
-                Ok(result) => serde_json::json!({ method: result }),
-                Err(error) => serde_json::json!({ "error": error }),
-            }
-        })
-        .collect();
+    let mut replies = Vec::with_capacity(params.commands.len());
+    for command in params.commands {
+        replies.push(batch_one(app, command).await);
+    }
     Ok(serde_json::json!({ "replies": replies }))
 }

@@ -124,7 +124,7 @@ impl Session {
     }
 
     /// Handle one incoming frame. Returns the disconnect that must end the connection, if any.
-    pub fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
+    pub async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
         let protocol = self.shared.protocol;
         let commands = match herald_protocol::decode_commands(protocol, frame) {
             Ok(commands) => commands,
@@ -139,15 +139,15 @@ impl Session {
             return Err(Disconnect::BAD_REQUEST);
         }
         for command in commands {
-            self.handle_command(command)?;
+            self.handle_command(command).await?;
         }
         Ok(())
     }
 
-    fn handle_command(&mut self, command: Command) -> Result<(), Disconnect> {
+    async fn handle_command(&mut self, command: Command) -> Result<(), Disconnect> {
         let id = command.id;
         let started = Instant::now();
-        let (method, result) = self.dispatch(command);
+        let (method, result) = self.dispatch(command).await;
         let outcome = match result {
             Ok(Some(mut reply)) => {
                 reply.id = id;
@@ -169,9 +169,9 @@ impl Session {
         Ok(())
     }
 
-    fn dispatch(&mut self, command: Command) -> (&'static str, CommandResult) {
+    async fn dispatch(&mut self, command: Command) -> (&'static str, CommandResult) {
         if let Some(req) = command.connect {
-            return ("connect", self.connect(command.id, req));
+            return ("connect", self.connect(command.id, req).await);
         }
         if !self.connected {
             // Anything but connect before connect breaks the protocol. An empty command (a pong)
@@ -184,13 +184,13 @@ impl Session {
             return ("pong", Ok(None));
         }
         if let Some(req) = command.subscribe {
-            return ("subscribe", self.subscribe(command.id, req));
+            return ("subscribe", self.subscribe(command.id, req).await);
         }
         if let Some(req) = command.unsubscribe {
             return ("unsubscribe", self.unsubscribe(req));
         }
         if let Some(req) = command.publish {
-            return ("publish", self.publish(req));
+            return ("publish", self.publish(req).await);
         }
         if let Some(req) = command.presence {
             return ("presence", self.presence(req));
@@ -199,7 +199,7 @@ impl Session {
             return ("presence_stats", self.presence_stats(req));
         }
         if let Some(req) = command.history {
-            return ("history", self.history(req));
+            return ("history", self.history(req).await);
         }
         if command.ping.is_some() {
             return ("ping", Ok(Some(Reply { ping: Some(Default::default()), ..Default::default() })));
@@ -227,7 +227,7 @@ impl Session {
         let _ = self.shared.outbox.push(bytes);
     }
 
-    fn connect(&mut self, id: u32, req: ConnectRequest) -> CommandResult {
+    async fn connect(&mut self, id: u32, req: ConnectRequest) -> CommandResult {
         if self.connected {
             return Err(CommandError::Disconnect(Disconnect::BAD_REQUEST));
         }
@@ -282,7 +282,7 @@ impl Session {
                 offset: recover.map(|r| r.1).unwrap_or_default(),
                 ..Default::default()
             };
-            if let Ok(result) = self.subscribe_inner(&request, &options, None, Bytes::new(), |_, _| None) {
+            if let Ok(result) = self.subscribe_inner(&request, &options, None, Bytes::new(), |_, _| None).await {
                 subs.insert(channel, result);
             }
         }
@@ -323,7 +323,7 @@ impl Session {
         self.options_for(channel).ok_or(CommandError::Reply(codes::ERROR_UNKNOWN_CHANNEL))
     }
 
-    fn subscribe(&mut self, id: u32, req: SubscribeRequest) -> CommandResult {
+    async fn subscribe(&mut self, id: u32, req: SubscribeRequest) -> CommandResult {
         let options = self.check_channel(&req.channel)?;
         if self.subs.contains_key(req.channel.as_str()) {
             return Err(codes::ERROR_ALREADY_SUBSCRIBED.into());
@@ -364,7 +364,8 @@ impl Session {
         self.subscribe_inner(&req, &options, expire_at, chan_info, |result, _| {
             let reply = Reply { id, subscribe: Some(result.clone()), ..Default::default() };
             Some(herald_protocol::encode_reply_bytes(protocol, &reply))
-        })?;
+        })
+        .await?;
         Ok(None)
     }
 
@@ -385,7 +386,7 @@ impl Session {
 
     /// Subscribe with the hub and record the subscription. `on_locked` may return bytes to
     /// queue while the channel is locked (server-initiated subscribe pushes).
-    fn subscribe_inner(
+    async fn subscribe_inner(
         &mut self,
         req: &SubscribeRequest,
         options: &ChannelOptions,
@@ -430,6 +431,9 @@ impl Session {
         match outcome {
             Ok(_) => {}
             Err(SubscribeError::AlreadySubscribed) => return Err(codes::ERROR_ALREADY_SUBSCRIBED.into()),
+            // The durable mirror was dropped between loading and subscribing: rare, and the
+            // error is temporary, so the SDK retries.
+            Err(SubscribeError::NotLoaded) => return Err(codes::ERROR_INTERNAL.into()),
         }
         self.subs.insert(Arc::from(req.channel.as_str()), SubState { expire_at });
         built.ok_or(CommandError::Reply(codes::ERROR_INTERNAL))
@@ -442,7 +446,7 @@ impl Session {
         Ok(Some(Reply { unsubscribe: Some(UnsubscribeResult::default()), ..Default::default() }))
     }
 
-    fn publish(&mut self, req: PublishRequest) -> CommandResult {
+    async fn publish(&mut self, req: PublishRequest) -> CommandResult {
         let options = self.check_channel(&req.channel)?;
         if req.data.is_empty() {
             crate::metrics::bad_input("empty_data");
@@ -463,15 +467,25 @@ impl Session {
             conn_info: self.shared.conn_info(),
             chan_info: Bytes::new(),
         };
-        self.app.hub.publish(PublishSpec {
-            channel: &req.channel,
-            options: &options,
-            data: req.data,
-            info: Some(info),
-            tags: HashMap::new(),
-            skip_history: false,
-            idempotency_key: None,
-        });
+        if options.durable {
+            // Acknowledged only once stored.
+            if let Err(error) =
+                crate::durable::publish(&self.app, &req.channel, req.data, Some(info), HashMap::new()).await
+            {
+                tracing::warn!(channel = %req.channel, %error, "Durable publish failed.");
+                return Err(codes::ERROR_INTERNAL.into());
+            }
+        } else {
+            self.app.hub.publish(PublishSpec {
+                channel: &req.channel,
+                options: &options,
+                data: req.data,
+                info: Some(info),
+                tags: HashMap::new(),
+                skip_history: false,
+                idempotency_key: None,
+            });
+        }
         Ok(Some(Reply { publish: Some(PublishResult::default()), ..Default::default() }))
     }
 
@@ -507,13 +521,19 @@ impl Session {
         Ok(Some(Reply { presence_stats: Some(result), ..Default::default() }))
     }
 
-    fn history(&mut self, req: HistoryRequest) -> CommandResult {
+    async fn history(&mut self, req: HistoryRequest) -> CommandResult {
         let options = self.check_channel(&req.channel)?;
         if !options.has_history() {
             return Err(codes::ERROR_NOT_AVAILABLE.into());
         }
         if !self.may_read(&req.channel, options.allow_history_for_subscriber, options.allow_history_for_client) {
             return Err(codes::ERROR_PERMISSION_DENIED.into());
+        }
+        if options.durable
+            && let Err(error) = crate::durable::ensure_loaded(&self.app, &req.channel, &options).await
+        {
+            tracing::warn!(channel = %req.channel, %error, "Cannot load a durable channel.");
+            return Err(codes::ERROR_INTERNAL.into());
         }
         let max = self.config().client.history_max_limit;
         let limit = if req.limit < 0 { max } else { (req.limit as usize).min(max) };
@@ -571,7 +591,7 @@ impl Session {
     }
 
     /// Apply a request queued by the server API.
-    pub fn handle_control(&mut self, control: Control) -> Result<(), Disconnect> {
+    pub async fn handle_control(&mut self, control: Control) -> Result<(), Disconnect> {
         if !self.connected {
             return Ok(());
         }
@@ -584,23 +604,25 @@ impl Session {
                 let request = SubscribeRequest { channel: channel.clone(), ..Default::default() };
                 let protocol = self.shared.protocol;
                 let data = data.unwrap_or_default();
-                let _ = self.subscribe_inner(&request, &options, None, info.unwrap_or_default(), |result, _| {
-                    let push = Push {
-                        channel: channel.clone(),
-                        subscribe: Some(herald_protocol::Subscribe {
-                            recoverable: result.recoverable,
-                            epoch: result.epoch.clone(),
-                            offset: result.offset,
-                            positioned: result.positioned,
-                            data: data.clone(),
-                        }),
-                        ..Default::default()
-                    };
-                    Some(herald_protocol::encode_reply_bytes(
-                        protocol,
-                        &Reply { push: Some(push), ..Default::default() },
-                    ))
-                });
+                let _ = self
+                    .subscribe_inner(&request, &options, None, info.unwrap_or_default(), |result, _| {
+                        let push = Push {
+                            channel: channel.clone(),
+                            subscribe: Some(herald_protocol::Subscribe {
+                                recoverable: result.recoverable,
+                                epoch: result.epoch.clone(),
+                                offset: result.offset,
+                                positioned: result.positioned,
+                                data: data.clone(),
+                            }),
+                            ..Default::default()
+                        };
+                        Some(herald_protocol::encode_reply_bytes(
+                            protocol,
+                            &Reply { push: Some(push), ..Default::default() },
+                        ))
+                    })
+                    .await;
             }
             Control::Unsubscribe { channel } => {
                 if self.subs.remove(channel.as_str()).is_some() {
@@ -681,11 +703,11 @@ fn subscribe_result(
     ttl: u32,
 ) -> SubscribeResult {
     let mut result = SubscribeResult { expires, ttl, delta, ..Default::default() };
-    if let Some(position) = &outcome.position {
-        if recoverable || positioned {
-            result.epoch = position.epoch.to_string();
-            result.offset = position.offset;
-        }
+    if let Some(position) = &outcome.position
+        && (recoverable || positioned)
+    {
+        result.epoch = position.epoch.to_string();
+        result.offset = position.offset;
     }
     result.recoverable = recoverable;
     result.positioned = positioned;

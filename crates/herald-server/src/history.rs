@@ -45,6 +45,46 @@ impl<T: Clone> Stream<T> {
         Self { epoch: new_epoch(), offset: 0, entries: VecDeque::new(), max_size, ttl, last_publish: now }
     }
 
+    /// A stream rebuilt from durable storage: its epoch, its top offset, and the kept
+    /// publications (oldest first) with their ages.
+    pub fn restore(
+        max_size: usize,
+        ttl: Duration,
+        epoch: Arc<str>,
+        offset: u64,
+        entries: impl IntoIterator<Item = (u64, T, Duration)>,
+        now: Instant,
+    ) -> Self {
+        let mut stream = Self { epoch, offset, entries: VecDeque::new(), max_size, ttl, last_publish: now };
+        for (entry_offset, value, age) in entries {
+            let expires_at = (now + ttl).checked_sub(age).unwrap_or(now);
+            stream.entries.push_back(Entry { offset: entry_offset, expires_at, value });
+        }
+        while stream.entries.len() > max_size {
+            stream.entries.pop_front();
+        }
+        stream.prune(now);
+        stream
+    }
+
+    /// Keep a publication whose offset was assigned elsewhere (the store). Offsets must
+    /// arrive in order; the stream's offset becomes `offset`.
+    pub fn insert(&mut self, now: Instant, offset: u64, value: T) {
+        self.offset = self.offset.max(offset);
+        self.last_publish = now;
+        if self.max_size > 0 {
+            self.entries.push_back(Entry { offset, expires_at: now + self.ttl, value });
+            while self.entries.len() > self.max_size {
+                self.entries.pop_front();
+            }
+        }
+        self.prune(now);
+    }
+
+    pub fn epoch(&self) -> &Arc<str> {
+        &self.epoch
+    }
+
     pub fn position(&self) -> Position {
         Position { epoch: self.epoch.clone(), offset: self.offset }
     }
@@ -207,6 +247,20 @@ mod tests {
         s.clear();
         assert!(s.is_empty());
         assert_eq!(s.position().offset, 2);
+    }
+
+    #[test]
+    fn restore_and_insert_continue_a_stored_stream() {
+        let now = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let entries = vec![(4, 4u64, Duration::from_secs(70)), (5, 5, Duration::from_secs(10)), (6, 6, Duration::ZERO)];
+        let mut s = Stream::restore(10, ttl, Arc::from("e1"), 6, entries, now);
+        // The entry older than the TTL is gone; the position is the stored one.
+        assert_eq!(s.read(None, 10, false, now), Ok(vec![5, 6]));
+        assert_eq!(s.position(), Position { epoch: Arc::from("e1"), offset: 6 });
+        s.insert(now, 7, 7);
+        let since = Position { epoch: Arc::from("e1"), offset: 5 };
+        assert_eq!(s.recover(&since, 10, now), Ok(vec![6, 7]));
     }
 
     #[test]

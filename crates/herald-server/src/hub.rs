@@ -38,10 +38,15 @@ const IDEMPOTENCY_KEYS_PER_CHANNEL: usize = 1024;
 /// How long an idempotency key is remembered.
 const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 
+type Shard<T> = Box<[T]>;
+type ChannelMap = RwLock<HashMap<Arc<str>, Arc<Channel>>>;
+type ClientMap = Mutex<HashMap<Arc<str>, Arc<ConnShared>>>;
+type UserMap = Mutex<HashMap<Arc<str>, Vec<Arc<ConnShared>>>>;
+
 pub struct Hub {
-    shards: Box<[RwLock<HashMap<Arc<str>, Arc<Channel>>>]>,
-    clients: Box<[Mutex<HashMap<Arc<str>, Arc<ConnShared>>>]>,
-    users: Box<[Mutex<HashMap<Arc<str>, Vec<Arc<ConnShared>>>>]>,
+    shards: Shard<ChannelMap>,
+    clients: Shard<ClientMap>,
+    users: Shard<UserMap>,
     metrics: Metrics,
 }
 
@@ -60,7 +65,25 @@ struct ChannelState {
     /// Payload of the previous publication, the base of fossil deltas.
     last_data: Option<Bytes>,
     idempotency: HashMap<String, (u64, Instant)>,
+    /// For durable channels: the in-memory stream mirrors the store's tail.
+    durable: Option<DurableMirror>,
 }
+
+/// How a durable channel's in-memory stream follows the store.
+///
+/// The store assigns offsets; publications reach the hub after their commit, possibly out of
+/// order when several publishers race. The mirror releases them in offset order, holding early
+/// arrivals in `reorder`. Until the stream is loaded from the store, arrivals wait in `pending`.
+#[derive(Default)]
+struct DurableMirror {
+    loaded: bool,
+    pending: Vec<Publication>,
+    next_offset: u64,
+    reorder: std::collections::BTreeMap<u64, Publication>,
+}
+
+/// Most out-of-order publications a durable mirror holds before releasing them anyway.
+const REORDER_MAX: usize = 1024;
 
 struct Subscriber {
     conn: Arc<ConnShared>,
@@ -97,6 +120,8 @@ pub struct SubscribeOutcome {
 #[derive(Debug, PartialEq, Eq)]
 pub enum SubscribeError {
     AlreadySubscribed,
+    /// A durable channel's stream is not loaded: call `ensure_durable_loaded` and retry.
+    NotLoaded,
 }
 
 /// A publication to fan out.
@@ -160,8 +185,10 @@ impl Hub {
             return channel.clone();
         }
         let name: Arc<str> = Arc::from(name);
-        let stream =
-            options.has_history().then(|| Stream::new(options.history_size, options.history_ttl, Instant::now()));
+        // A durable channel's stream is loaded from the store (see `load_durable`).
+        let stream = (options.has_history() && !options.durable)
+            .then(|| Stream::new(options.history_size, options.history_ttl, Instant::now()));
+        let durable = options.durable.then(DurableMirror::default);
         let channel = Arc::new(Channel {
             name: name.clone(),
             options: options.clone(),
@@ -172,6 +199,7 @@ impl Hub {
                 stream,
                 last_data: None,
                 idempotency: HashMap::new(),
+                durable,
             }),
         });
         map.insert(name, channel.clone());
@@ -190,7 +218,12 @@ impl Hub {
         if state.removed || !state.subscribers.is_empty() {
             return;
         }
-        if let Some(stream) = &mut state.stream {
+        if let Some(mirror) = &state.durable {
+            // The store keeps the history; the mirror is reloaded on next use.
+            if !mirror.pending.is_empty() || !mirror.reorder.is_empty() {
+                return;
+            }
+        } else if let Some(stream) = &mut state.stream {
             stream.prune(now);
             let idle_for = now.saturating_duration_since(stream.last_publish());
             if !stream.is_empty() || idle_for < channel.options.history_ttl {
@@ -221,6 +254,9 @@ impl Hub {
             }
             if state.index.contains_key(&conn.id) {
                 return Err(SubscribeError::AlreadySubscribed);
+            }
+            if state.durable.as_ref().is_some_and(|m| !m.loaded) {
+                return Err(SubscribeError::NotLoaded);
             }
             let now = Instant::now();
             let mut outcome = SubscribeOutcome { position: None, recovered: None, publications: Vec::new() };
@@ -305,13 +341,12 @@ impl Hub {
                 continue;
             }
             let state = &mut *state;
-            if let (Some(key), Some(stream)) = (&spec.idempotency_key, &state.stream) {
-                if let Some((offset, at)) = state.idempotency.get(key) {
-                    if now.saturating_duration_since(*at) < IDEMPOTENCY_WINDOW {
-                        let position = Position { epoch: stream.position().epoch, offset: *offset };
-                        return Published { position: Some(position), delivered: 0 };
-                    }
-                }
+            if let (Some(key), Some(stream)) = (&spec.idempotency_key, &state.stream)
+                && let Some((offset, at)) = state.idempotency.get(key)
+                && now.saturating_duration_since(*at) < IDEMPOTENCY_WINDOW
+            {
+                let position = Position { epoch: stream.position().epoch, offset: *offset };
+                return Published { position: Some(position), delivered: 0 };
             }
             let mut publication = Publication {
                 data: spec.data.clone(),
@@ -338,30 +373,112 @@ impl Hub {
                 }
                 state.idempotency.insert(key, (position.offset, now));
             }
-            let previous = state.last_data.replace(spec.data.clone());
-            let mut encoded = EncodedPublication::new(&channel.name, &publication, previous);
-            let mut delivered = 0usize;
-            for subscriber in &mut state.subscribers {
-                let variant = match subscriber.delta {
-                    Some(true) => Variant::DeltaPatch,
-                    Some(false) => {
-                        subscriber.delta = Some(true);
-                        Variant::DeltaFull
-                    }
-                    None => Variant::Plain,
-                };
-                let bytes = encoded.get(subscriber.conn.protocol, variant);
-                match subscriber.conn.outbox.push(bytes) {
-                    Ok(()) => delivered += 1,
-                    Err(crate::outbox::PushError::Overflow) => self.metrics.slow_disconnects.increment(1),
-                    Err(crate::outbox::PushError::Closed) => {}
-                }
-            }
-            self.metrics.publications.increment(1);
-            self.metrics.deliveries.increment(delivered as u64);
-            self.metrics.messages_queued.increment(delivered as u64);
+            let delivered = fan_out(&channel.name, state, &publication, &self.metrics);
             return Published { position, delivered };
         }
+    }
+
+    /// Fan out a publication of a durable channel that the store has committed at
+    /// `publication.offset` in `epoch`. Channels nobody here follows need nothing.
+    pub fn publish_stored(&self, channel: &str, epoch: &str, publication: Publication) -> usize {
+        let Some(channel) = self.existing_channel(channel) else {
+            self.metrics.publications.increment(1);
+            return 0;
+        };
+        let mut state = channel.state.lock();
+        let state = &mut *state;
+        if state.removed {
+            return 0;
+        }
+        let Some(mirror) = &mut state.durable else { return 0 };
+        if !mirror.loaded {
+            mirror.pending.push(publication);
+            return 0;
+        }
+        if state.stream.as_ref().is_some_and(|s| &**s.epoch() != epoch) {
+            // The store's stream was recreated: start over from this publication.
+            let now = Instant::now();
+            state.stream = Some(Stream::restore(
+                channel.options.history_size,
+                channel.options.history_ttl,
+                Arc::from(epoch),
+                publication.offset.saturating_sub(1),
+                Vec::new(),
+                now,
+            ));
+            mirror.next_offset = publication.offset;
+            mirror.reorder.clear();
+        }
+        mirror.reorder.insert(publication.offset, publication);
+        let mut delivered = 0;
+        while let Some(mirror) = &mut state.durable {
+            let next = match mirror.reorder.first_key_value() {
+                Some((offset, _)) if *offset <= mirror.next_offset || mirror.reorder.len() > REORDER_MAX => *offset,
+                _ => break,
+            };
+            let Some(publication) = mirror.reorder.remove(&next) else { break };
+            if next < mirror.next_offset {
+                // Already released (a duplicate after a reload): the store has it, subscribers too.
+                continue;
+            }
+            mirror.next_offset = next + 1;
+            if let Some(stream) = &mut state.stream {
+                stream.insert(Instant::now(), next, Arc::new(publication.clone()));
+            }
+            state.last_data = Some(publication.data.clone());
+            delivered += fan_out_prepared(&channel.name, state, &publication, &self.metrics);
+        }
+        delivered
+    }
+
+    /// Whether a durable channel's stream is loaded in memory.
+    pub fn durable_loaded(&self, channel: &str) -> bool {
+        self.existing_channel(channel).is_some_and(|c| c.state.lock().durable.as_ref().is_some_and(|m| m.loaded))
+    }
+
+    /// Install a durable channel's stream from the store's tail (newest last) and release the
+    /// publications that arrived meanwhile. Returns false if it was already loaded.
+    pub fn load_durable(
+        &self,
+        channel_name: &str,
+        options: &ChannelOptions,
+        epoch: &str,
+        top_offset: u64,
+        tail: Vec<(Publication, std::time::Duration)>,
+    ) -> bool {
+        let channel = self.channel(channel_name, options);
+        let mut guard = channel.state.lock();
+        let state = &mut *guard;
+        if state.removed {
+            return false;
+        }
+        let Some(mirror) = &mut state.durable else { return false };
+        if mirror.loaded {
+            return false;
+        }
+        let now = Instant::now();
+        let entries = tail.into_iter().map(|(p, age)| (p.offset, Arc::new(p), age));
+        state.stream = Some(Stream::restore(
+            channel.options.history_size,
+            channel.options.history_ttl,
+            Arc::from(epoch),
+            top_offset,
+            entries,
+            now,
+        ));
+        mirror.loaded = true;
+        mirror.next_offset = top_offset + 1;
+        let pending = std::mem::take(&mut mirror.pending);
+        drop(guard);
+        for publication in pending.into_iter().filter(|p| p.offset > top_offset) {
+            self.publish_stored(channel_name, epoch, publication);
+        }
+        true
+    }
+
+    /// Make sure the channel exists in the hub (so `publish_stored` sees it) without loading.
+    pub fn touch_durable(&self, channel: &str, options: &ChannelOptions) {
+        let _ = self.channel(channel, options);
     }
 
     /// Clients subscribed to a channel, as presence reports them.
@@ -408,10 +525,10 @@ impl Hub {
 
     /// Drop a channel's kept publications; its position stays.
     pub fn history_remove(&self, channel: &str) {
-        if let Some(channel) = self.existing_channel(channel) {
-            if let Some(stream) = &mut channel.state.lock().stream {
-                stream.clear();
-            }
+        if let Some(channel) = self.existing_channel(channel)
+            && let Some(stream) = &mut channel.state.lock().stream
+        {
+            stream.clear();
         }
     }
 
@@ -499,6 +616,41 @@ impl Hub {
         }
         HubStats { clients, users, channels, subscriptions }
     }
+}
+
+/// Queue a publication to every subscriber of a channel whose state is locked.
+fn fan_out(channel: &str, state: &mut ChannelState, publication: &Publication, metrics: &Metrics) -> usize {
+    fan_out_prepared(channel, state, publication, metrics)
+}
+
+/// Fan-out proper: encode lazily once per protocol and variant, push the same bytes everywhere.
+/// The channel's previous payload (for deltas) is `state.last_data` before this publication;
+/// it is replaced by this one.
+fn fan_out_prepared(channel: &str, state: &mut ChannelState, publication: &Publication, metrics: &Metrics) -> usize {
+    let previous = state.last_data.replace(publication.data.clone());
+    let previous = previous.filter(|p| p != &publication.data || !p.is_empty());
+    let mut encoded = EncodedPublication::new(channel, publication, previous);
+    let mut delivered = 0usize;
+    for subscriber in &mut state.subscribers {
+        let variant = match subscriber.delta {
+            Some(true) => Variant::DeltaPatch,
+            Some(false) => {
+                subscriber.delta = Some(true);
+                Variant::DeltaFull
+            }
+            None => Variant::Plain,
+        };
+        let bytes = encoded.get(subscriber.conn.protocol, variant);
+        match subscriber.conn.outbox.push(bytes) {
+            Ok(()) => delivered += 1,
+            Err(crate::outbox::PushError::Overflow) => metrics.slow_disconnects.increment(1),
+            Err(crate::outbox::PushError::Closed) => {}
+        }
+    }
+    metrics.publications.increment(1);
+    metrics.deliveries.increment(delivered as u64);
+    metrics.messages_queued.increment(delivered as u64);
+    delivered
 }
 
 fn client_info(conn: &ConnShared, chan_info: &Bytes) -> ClientInfo {

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod client;
 pub mod disconnect;
+pub mod durable;
 pub mod history;
 pub mod http;
 pub mod hub;

@@ -15,6 +15,8 @@ use crate::hub::Hub;
 pub struct AppState {
     pub config: Arc<Config>,
     pub hub: Hub,
+    /// Durable state (event log, webhooks, durable channels).
+    pub store: Option<Arc<dyn herald_store::Store>>,
     pub verifier: TokenVerifier,
     pub prometheus: PrometheusHandle,
     /// Cancelled when the server starts shutting down; every connection and loop watches it.
@@ -37,6 +39,7 @@ impl AppState {
         Ok(Arc::new(Self {
             config,
             hub: Hub::new(crate::metrics::Metrics::new()),
+            store: None,
             verifier,
             prometheus,
             shutdown,

@@ -155,7 +155,7 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
                 metrics.bytes_received.increment(data.len() as u64);
                 timers.pong_deadline = None;
                 let was_connected = session.is_connected();
-                if let Err(disconnect) = session.handle_frame(data) {
+                if let Err(disconnect) = session.handle_frame(data).await {
                     break Some(disconnect);
                 }
                 if !was_connected && session.is_connected() {
@@ -251,7 +251,7 @@ impl Writer<'_> {
                         n_messages += 1;
                     }
                     Item::Control(control) => {
-                        if let Err(disconnect) = session.handle_control(*control) {
+                        if let Err(disconnect) = session.handle_control(*control).await {
                             ended = Some(disconnect);
                             break;
                         }

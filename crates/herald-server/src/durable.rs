@@ -1,0 +1,97 @@
+//! Durable channels: publications are stored before they are acknowledged, and the hub's
+//! in-memory stream of such a channel mirrors the store's tail.
+//!
+//! A durable publish appends to the store (group-committed), then hands the publication with
+//! its store-assigned offset to the hub, which releases publications to subscribers in offset
+//! order (see `hub::DurableMirror`). The append and the hand-over run in a detached task: a
+//! caller that goes away mid-publish (an HTTP client that hangs up) must not leave an offset
+//! committed in the store but never released by the hub.
+//!
+//! The mirror is loaded lazily: the first subscribe, recovery or history read of a durable
+//! channel reads the store's tail (`history_size` newest publications) and installs it. After a
+//! restart that is how clients recover across it: the epoch and offsets come from the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use herald_core::ChannelOptions;
+use herald_protocol::{ClientInfo, Publication};
+use herald_store::{NewPublication, StoreError, StoredPublication, StreamPosition, now_ms};
+
+use crate::state::AppState;
+
+/// Why a durable operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DurableError {
+    #[error("no store is configured")]
+    NoStore,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("durable publish task failed: {0}")]
+    Task(String),
+}
+
+/// Load a durable channel's stream into the hub unless it is loaded.
+pub async fn ensure_loaded(app: &AppState, channel: &str, options: &ChannelOptions) -> Result<(), DurableError> {
+    if app.hub.durable_loaded(channel) {
+        return Ok(());
+    }
+    let store = app.store.as_ref().ok_or(DurableError::NoStore)?;
+    // Exist in the hub before reading, so publications committed meanwhile wait in `pending`.
+    app.hub.touch_durable(channel, options);
+    let (mut stored, position) = store.channel_history(channel, None, options.history_size, true).await?;
+    stored.reverse();
+    let now = now_ms();
+    let tail = stored
+        .into_iter()
+        .map(|p| {
+            let age = Duration::from_millis(now.saturating_sub(p.created_at).max(0) as u64);
+            (to_publication(p), age)
+        })
+        .collect();
+    app.hub.load_durable(channel, options, &position.epoch, position.offset, tail);
+    Ok(())
+}
+
+/// Store a publication, then fan it out. Returns its position once it is durable.
+pub async fn publish(
+    app: &Arc<AppState>,
+    channel: &str,
+    data: Bytes,
+    info: Option<ClientInfo>,
+    tags: HashMap<String, String>,
+) -> Result<StreamPosition, DurableError> {
+    let store = app.store.clone().ok_or(DurableError::NoStore)?;
+    let app = app.clone();
+    let channel = channel.to_owned();
+    let task = tokio::spawn(async move {
+        let new = NewPublication {
+            channel: channel.clone(),
+            data: data.clone(),
+            info: info.as_ref().map(encode_info),
+            tags: tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            created_at: now_ms(),
+        };
+        let position = store
+            .append_publications(vec![new])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Backend("append returned no position".to_owned()))?;
+        let publication = Publication { data, info, offset: position.offset, tags, ..Default::default() };
+        app.hub.publish_stored(&channel, &position.epoch, publication);
+        Ok::<_, DurableError>(position)
+    });
+    task.await.map_err(|e| DurableError::Task(e.to_string()))?
+}
+
+fn encode_info(info: &ClientInfo) -> Bytes {
+    Bytes::from(serde_json::to_vec(info).unwrap_or_default())
+}
+
+fn to_publication(stored: StoredPublication) -> Publication {
+    let info = stored.info.as_deref().and_then(|bytes| serde_json::from_slice::<ClientInfo>(bytes).ok());
+    let tags: HashMap<String, String> = stored.tags.into_iter().collect::<BTreeMap<_, _>>().into_iter().collect();
+    Publication { data: stored.data, info, offset: stored.offset, tags, ..Default::default() }
+}
