@@ -45,8 +45,10 @@ fn connect_reply() {
 
 #[test]
 fn connect_reply_full_field_order() {
-    let mut subs = std::collections::HashMap::new();
-    subs.insert("news".to_string(), SubscribeResult { recoverable: true, offset: 7, ..Default::default() });
+    let subs = vec![herald_protocol::SubscribeResultEntry::new(
+        "news",
+        SubscribeResult { recoverable: true, offset: 7, ..Default::default() },
+    )];
     let reply = Reply {
         id: 1,
         connect: Some(ConnectResult {
@@ -166,6 +168,24 @@ fn empty_results_are_kept() {
     assert_eq!(json(&reply), r#"{"id":5,"publish":{}}"#);
     let reply = Reply { id: 6, ping: Some(Default::default()), ..Default::default() };
     assert_eq!(json(&reply), r#"{"id":6,"ping":{}}"#);
+}
+
+/// A server-side subscription whose result is all defaults still carries its (empty) value
+/// in protobuf, as Go writes it: protobufjs would decode a missing value as `null`.
+#[test]
+fn empty_server_side_subscription_keeps_its_value_in_protobuf() {
+    use prost::Message as _;
+    let result = ConnectResult {
+        subs: vec![herald_protocol::SubscribeResultEntry::new("ab", SubscribeResult::default())],
+        ..Default::default()
+    };
+    let bytes = result.encode_to_vec();
+    // field 6, length 6: key "ab" (0a 02 61 62) then value field 2 with length 0 (12 00).
+    assert_eq!(bytes, vec![0x32, 0x06, 0x0a, 0x02, b'a', b'b', 0x12, 0x00]);
+    let json = serde_json::to_string(&result).expect("ser");
+    assert_eq!(json, r#"{"subs":{"ab":{}}}"#);
+    let back: ConnectResult = serde_json::from_str(&json).expect("de");
+    assert_eq!(back, result);
 }
 
 #[test]

@@ -109,6 +109,9 @@ pub async fn handler(
     let outcome = if result.is_ok() { "ok" } else { "error" };
     crate::metrics::api_call(method, outcome, started.elapsed());
     let body = match result {
+        // Centrifugo answers batch with `{"replies": [...]}` itself, not wrapped in `result`;
+        // cent reads `replies` at the top level.
+        Ok(result) if method == "batch" => result,
         Ok(result) => serde_json::json!({ "result": result }),
         Err(error) => serde_json::json!({ "error": error }),
     };
@@ -203,12 +206,27 @@ struct PublishParams {
     tags: HashMap<String, String>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    #[serde(default)]
+    delta: bool,
 }
 
 async fn publish(app: &Arc<AppState>, params: PublishParams) -> ApiResult {
     let options = channel_options(app, &params.channel)?;
     let data = payload(params.data, params.b64data)?;
-    publish_one(app, &params.channel, &options, data, params.tags, params.skip_history, params.idempotency_key).await
+    let flags = PublishFlags {
+        skip_history: params.skip_history,
+        idempotency_key: params.idempotency_key,
+        delta: params.delta,
+    };
+    publish_one(app, &params.channel, &options, data, params.tags, flags).await
+}
+
+/// Publish options shared by `publish` and `broadcast`.
+#[derive(Clone)]
+struct PublishFlags {
+    skip_history: bool,
+    idempotency_key: Option<String>,
+    delta: bool,
 }
 
 /// Publish to one channel: durable channels are stored first, the rest go straight to the hub.
@@ -218,11 +236,10 @@ async fn publish_one(
     options: &ChannelOptions,
     data: Bytes,
     tags: HashMap<String, String>,
-    skip_history: bool,
-    idempotency_key: Option<String>,
+    flags: PublishFlags,
 ) -> ApiResult {
     if options.durable {
-        return match crate::durable::publish(app, channel, data, None, tags).await {
+        return match crate::durable::publish(app, channel, data, None, tags, flags.delta).await {
             Ok(position) => Ok(serde_json::json!({ "offset": position.offset, "epoch": position.epoch })),
             Err(error) => {
                 tracing::warn!(%channel, %error, "Durable publish failed.");
@@ -236,8 +253,9 @@ async fn publish_one(
         data,
         info: None,
         tags,
-        skip_history,
-        idempotency_key: idempotency_key.filter(|k| !k.is_empty()),
+        skip_history: flags.skip_history,
+        idempotency_key: flags.idempotency_key.filter(|k| !k.is_empty()),
+        delta: flags.delta,
     });
     Ok(match published.position {
         Some(position) => serde_json::json!({ "offset": position.offset, "epoch": &*position.epoch }),
@@ -256,6 +274,8 @@ struct BroadcastParams {
     tags: HashMap<String, String>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    #[serde(default)]
+    delta: bool,
 }
 
 async fn broadcast(app: &Arc<AppState>, params: BroadcastParams) -> ApiResult {
@@ -267,16 +287,12 @@ async fn broadcast(app: &Arc<AppState>, params: BroadcastParams) -> ApiResult {
     for channel in &params.channels {
         let result = match channel_options(app, channel) {
             Ok(options) => {
-                publish_one(
-                    app,
-                    channel,
-                    &options,
-                    data.clone(),
-                    params.tags.clone(),
-                    params.skip_history,
-                    params.idempotency_key.clone(),
-                )
-                .await
+                let flags = PublishFlags {
+                    skip_history: params.skip_history,
+                    idempotency_key: params.idempotency_key.clone(),
+                    delta: params.delta,
+                };
+                publish_one(app, channel, &options, data.clone(), params.tags.clone(), flags).await
             }
             Err(error) => Err(error),
         };

@@ -265,7 +265,7 @@ impl Session {
         if client_config.user_subscribe_to_personal && !user.is_empty() {
             channels.push(personal_channel(&client_config.personal_channel_namespace, &user));
         }
-        let mut subs = HashMap::new();
+        let mut subs = Vec::new();
         for channel in channels {
             if self.subs.contains_key(channel.as_str()) {
                 continue;
@@ -283,7 +283,7 @@ impl Session {
                 ..Default::default()
             };
             if let Ok(result) = self.subscribe_inner(&request, &options, None, Bytes::new(), |_, _| None).await {
-                subs.insert(channel, result);
+                subs.push(herald_protocol::SubscribeResultEntry::new(channel, result));
             }
         }
 
@@ -343,8 +343,10 @@ impl Session {
                 Ok(grant) => grant,
                 Err(TokenError::Expired) => return Err(codes::ERROR_TOKEN_EXPIRED.into()),
                 Err(TokenError::Invalid(reason)) => {
+                    // As Centrifugo: a token that does not verify is a refused subscription;
+                    // a valid token for another channel or user is a protocol violation (below).
                     tracing::info!(client = %self.shared.id, %reason, "Subscription token refused.");
-                    return Err(CommandError::Disconnect(Disconnect::INVALID_TOKEN));
+                    return Err(codes::ERROR_PERMISSION_DENIED.into());
                 }
             };
             if grant.channel != req.channel || grant.user != user {
@@ -470,7 +472,7 @@ impl Session {
         if options.durable {
             // Acknowledged only once stored.
             if let Err(error) =
-                crate::durable::publish(&self.app, &req.channel, req.data, Some(info), HashMap::new()).await
+                crate::durable::publish(&self.app, &req.channel, req.data, Some(info), HashMap::new(), false).await
             {
                 tracing::warn!(channel = %req.channel, %error, "Durable publish failed.");
                 return Err(codes::ERROR_INTERNAL.into());
@@ -484,6 +486,7 @@ impl Session {
                 tags: HashMap::new(),
                 skip_history: false,
                 idempotency_key: None,
+                delta: false,
             });
         }
         Ok(Some(Reply { publish: Some(PublishResult::default()), ..Default::default() }))

@@ -62,6 +62,7 @@ pub async fn publish(
     data: Bytes,
     info: Option<ClientInfo>,
     tags: HashMap<String, String>,
+    delta: bool,
 ) -> Result<StreamPosition, DurableError> {
     let store = app.store.clone().ok_or(DurableError::NoStore)?;
     let app = app.clone();
@@ -80,7 +81,7 @@ pub async fn publish(
             .pop()
             .ok_or_else(|| StoreError::Backend("append returned no position".to_owned()))?;
         let publication = Publication { data, info, offset: position.offset, tags, ..Default::default() };
-        app.hub.publish_stored(&channel, &position.epoch, publication);
+        app.hub.publish_stored(&channel, &position.epoch, publication, delta);
         Ok::<_, DurableError>(position)
     });
     task.await.map_err(|e| DurableError::Task(e.to_string()))?

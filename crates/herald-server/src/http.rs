@@ -52,15 +52,24 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
             .into_response();
     }
     let deadline = app.config.server.readiness_timeout;
+    let mut checks = serde_json::Map::new();
     let hub = tokio::time::timeout(deadline, async { app.hub.stats() }).await;
-    match hub {
-        Ok(_) => axum::Json(serde_json::json!({ "status": "ready", "checks": { "hub": "ok" } })).into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({ "status": "not ready", "checks": { "hub": "timeout" } })),
-        )
-            .into_response(),
+    checks.insert("hub".into(), serde_json::json!(if hub.is_ok() { "ok" } else { "timeout" }));
+    let mut ready = hub.is_ok();
+    if let Some(store) = &app.store {
+        let outcome = match tokio::time::timeout(deadline, store.health()).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "Store health check failed.");
+                "error".to_owned()
+            }
+            Err(_) => "timeout".to_owned(),
+        };
+        ready &= outcome == "ok";
+        checks.insert("store".into(), serde_json::json!(outcome));
     }
+    let (status, text) = if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") };
+    (status, axum::Json(serde_json::json!({ "status": text, "checks": checks }))).into_response()
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {

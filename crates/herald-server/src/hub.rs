@@ -77,9 +77,9 @@ struct ChannelState {
 #[derive(Default)]
 struct DurableMirror {
     loaded: bool,
-    pending: Vec<Publication>,
+    pending: Vec<(Publication, bool)>,
     next_offset: u64,
-    reorder: std::collections::BTreeMap<u64, Publication>,
+    reorder: std::collections::BTreeMap<u64, (Publication, bool)>,
 }
 
 /// Most out-of-order publications a durable mirror holds before releasing them anyway.
@@ -133,6 +133,9 @@ pub struct PublishSpec<'a> {
     pub tags: HashMap<String, String>,
     pub skip_history: bool,
     pub idempotency_key: Option<String>,
+    /// Send it as a fossil delta to subscribers that negotiated deltas (Centrifugo's `delta`
+    /// publish flag). Without it they get the full payload.
+    pub delta: bool,
 }
 
 /// Where a publication landed: its offset and epoch when the channel keeps history.
@@ -373,14 +376,14 @@ impl Hub {
                 }
                 state.idempotency.insert(key, (position.offset, now));
             }
-            let delivered = fan_out(&channel.name, state, &publication, &self.metrics);
+            let delivered = fan_out(&channel.name, state, &publication, spec.delta, &self.metrics);
             return Published { position, delivered };
         }
     }
 
     /// Fan out a publication of a durable channel that the store has committed at
     /// `publication.offset` in `epoch`. Channels nobody here follows need nothing.
-    pub fn publish_stored(&self, channel: &str, epoch: &str, publication: Publication) -> usize {
+    pub fn publish_stored(&self, channel: &str, epoch: &str, publication: Publication, delta: bool) -> usize {
         let Some(channel) = self.existing_channel(channel) else {
             self.metrics.publications.increment(1);
             return 0;
@@ -392,7 +395,7 @@ impl Hub {
         }
         let Some(mirror) = &mut state.durable else { return 0 };
         if !mirror.loaded {
-            mirror.pending.push(publication);
+            mirror.pending.push((publication, delta));
             return 0;
         }
         if state.stream.as_ref().is_some_and(|s| &**s.epoch() != epoch) {
@@ -409,14 +412,14 @@ impl Hub {
             mirror.next_offset = publication.offset;
             mirror.reorder.clear();
         }
-        mirror.reorder.insert(publication.offset, publication);
+        mirror.reorder.insert(publication.offset, (publication, delta));
         let mut delivered = 0;
         while let Some(mirror) = &mut state.durable {
             let next = match mirror.reorder.first_key_value() {
                 Some((offset, _)) if *offset <= mirror.next_offset || mirror.reorder.len() > REORDER_MAX => *offset,
                 _ => break,
             };
-            let Some(publication) = mirror.reorder.remove(&next) else { break };
+            let Some((publication, delta)) = mirror.reorder.remove(&next) else { break };
             if next < mirror.next_offset {
                 // Already released (a duplicate after a reload): the store has it, subscribers too.
                 continue;
@@ -426,7 +429,7 @@ impl Hub {
                 stream.insert(Instant::now(), next, Arc::new(publication.clone()));
             }
             state.last_data = Some(publication.data.clone());
-            delivered += fan_out_prepared(&channel.name, state, &publication, &self.metrics);
+            delivered += fan_out_prepared(&channel.name, state, &publication, delta, &self.metrics);
         }
         delivered
     }
@@ -470,8 +473,8 @@ impl Hub {
         mirror.next_offset = top_offset + 1;
         let pending = std::mem::take(&mut mirror.pending);
         drop(guard);
-        for publication in pending.into_iter().filter(|p| p.offset > top_offset) {
-            self.publish_stored(channel_name, epoch, publication);
+        for (publication, delta) in pending.into_iter().filter(|(p, _)| p.offset > top_offset) {
+            self.publish_stored(channel_name, epoch, publication, delta);
         }
         true
     }
@@ -619,21 +622,34 @@ impl Hub {
 }
 
 /// Queue a publication to every subscriber of a channel whose state is locked.
-fn fan_out(channel: &str, state: &mut ChannelState, publication: &Publication, metrics: &Metrics) -> usize {
-    fan_out_prepared(channel, state, publication, metrics)
+fn fan_out(
+    channel: &str,
+    state: &mut ChannelState,
+    publication: &Publication,
+    delta: bool,
+    metrics: &Metrics,
+) -> usize {
+    fan_out_prepared(channel, state, publication, delta, metrics)
 }
 
 /// Fan-out proper: encode lazily once per protocol and variant, push the same bytes everywhere.
 /// The channel's previous payload (for deltas) is `state.last_data` before this publication;
 /// it is replaced by this one.
-fn fan_out_prepared(channel: &str, state: &mut ChannelState, publication: &Publication, metrics: &Metrics) -> usize {
+fn fan_out_prepared(
+    channel: &str,
+    state: &mut ChannelState,
+    publication: &Publication,
+    allow_delta: bool,
+    metrics: &Metrics,
+) -> usize {
     let previous = state.last_data.replace(publication.data.clone());
     let previous = previous.filter(|p| p != &publication.data || !p.is_empty());
     let mut encoded = EncodedPublication::new(channel, publication, previous);
     let mut delivered = 0usize;
     for subscriber in &mut state.subscribers {
         let variant = match subscriber.delta {
-            Some(true) => Variant::DeltaPatch,
+            Some(true) if allow_delta => Variant::DeltaPatch,
+            Some(true) => Variant::DeltaFull,
             Some(false) => {
                 subscriber.delta = Some(true);
                 Variant::DeltaFull

@@ -40,12 +40,25 @@ impl Server {
         TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
     }
 
-    /// Start serving on `listener`. Must be called inside a Tokio runtime.
+    /// Start serving on `listener` without durable state (no durable channels, no webhooks).
+    /// Must be called inside a Tokio runtime.
     pub fn start(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
+        Self::start_with_store(config, listener, None)
+    }
+
+    /// Start serving on `listener` with `store` behind durable channels and webhooks.
+    pub fn start_with_store(
+        config: Config,
+        listener: TcpListener,
+        store: Option<Arc<dyn herald_store::Store>>,
+    ) -> anyhow::Result<Server> {
         let local_addr = listener.local_addr().context("listener has no local address")?;
-        let app = AppState::new(Arc::new(config), CancellationToken::new())?;
+        let app = AppState::new(Arc::new(config), CancellationToken::new(), store)?;
         app.tracker.spawn(metrics::upkeep(app.prometheus.clone(), app.shutdown.clone()));
         app.tracker.spawn(sweep(app.clone()));
+        if app.store.is_some() {
+            app.tracker.spawn(prune(app.clone()));
+        }
         let accept = tokio::spawn(http::accept_loop(listener, app.clone()));
         tracing::info!(%local_addr, "Herald is listening.");
         Ok(Server { app, local_addr, accept })
@@ -93,6 +106,38 @@ impl Server {
                 tracing::warn!(tasks = left, grace = ?grace, "Shutdown grace period passed with tasks still running.");
                 Ok(())
             }
+        }
+    }
+}
+
+/// Enforce retention of durable channels (count and age per namespace) and forget old
+/// idempotency keys, every `store.prune_interval`.
+async fn prune(app: Arc<AppState>) {
+    let Some(store) = app.store.clone() else { return };
+    let mut interval = tokio::time::interval(app.config.store.prune_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let now = herald_store::now_ms();
+        let channel = &app.config.channel;
+        let namespaces = std::iter::once(("", &channel.defaults))
+            .chain(channel.namespaces.iter().map(|ns| (ns.name.as_str(), &ns.options)))
+            .filter(|(_, options)| options.durable);
+        for (name, options) in namespaces {
+            let prefix = if name.is_empty() { String::new() } else { format!("{name}:") };
+            let max_age = options.history_ttl.as_millis() as i64;
+            match store.prune_channels(&prefix, options.history_size, max_age, now).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(namespace = name, removed, "Pruned durable channel history."),
+                Err(error) => tracing::warn!(namespace = name, %error, "Pruning durable channel history failed."),
+            }
+        }
+        // Idempotency keys are kept for a day, like Svix's.
+        if let Err(error) = store.idempotency_prune(now - 24 * 3600 * 1000).await {
+            tracing::warn!(%error, "Pruning idempotency keys failed.");
         }
     }
 }

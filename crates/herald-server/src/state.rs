@@ -32,14 +32,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<Arc<Self>> {
+    pub fn new(
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+        store: Option<Arc<dyn herald_store::Store>>,
+    ) -> anyhow::Result<Arc<Self>> {
         let verifier = TokenVerifier::new(&config.client.token)?;
         // Install the recorder before any metric handle is registered.
         let prometheus = crate::metrics::recorder();
         Ok(Arc::new(Self {
             config,
             hub: Hub::new(crate::metrics::Metrics::new()),
-            store: None,
+            store,
             verifier,
             prometheus,
             shutdown,

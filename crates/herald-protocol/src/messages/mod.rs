@@ -36,5 +36,5 @@ pub use requests::{
 };
 pub use results::{
     ConnectResult, HistoryResult, PingResult, PresenceResult, PresenceStatsResult, PublishResult, RefreshResult,
-    RpcResult, SubRefreshResult, SubscribeResult, UnsubscribeResult,
+    RpcResult, SubRefreshResult, SubscribeResult, SubscribeResultEntry, UnsubscribeResult,
 };

@@ -11,6 +11,41 @@ use serde::{Deserialize, Serialize};
 use super::push::{ClientInfo, Dictionary, Publication};
 use crate::json::{is_default, nullable, raw};
 
+/// One entry of [`ConnectResult::subs`] (a protobuf map entry: key 1, value 2).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SubscribeResultEntry {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(message, optional, tag = "2")]
+    pub value: Option<SubscribeResult>,
+}
+
+impl SubscribeResultEntry {
+    pub fn new(channel: impl Into<String>, result: SubscribeResult) -> Self {
+        Self { key: channel.into(), value: Some(result) }
+    }
+}
+
+/// JSON form of [`ConnectResult::subs`]: `{"<channel>": SubscribeResult, ...}`.
+mod subs_map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{SubscribeResult, SubscribeResultEntry};
+
+    pub(crate) fn serialize<S: Serializer>(entries: &[SubscribeResultEntry], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(entries.iter().map(|e| (&e.key, e.value.clone().unwrap_or_default())))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<SubscribeResultEntry>, D::Error> {
+        let map = Option::<BTreeMap<String, SubscribeResult>>::deserialize(deserializer)?.unwrap_or_default();
+        Ok(map.into_iter().map(|(key, value)| SubscribeResultEntry { key, value: Some(value) }).collect())
+    }
+}
+
 /// Connect result.
 #[derive(Clone, PartialEq, ::prost::Message, Serialize, Deserialize)]
 #[serde(default)]
@@ -32,10 +67,14 @@ pub struct ConnectResult {
     #[prost(bytes = "bytes", tag = "5")]
     #[serde(skip_serializing_if = "Bytes::is_empty", with = "raw")]
     pub data: Bytes,
-    /// Server-side subscriptions, by channel.
-    #[prost(map = "string, message", tag = "6")]
-    #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
-    pub subs: HashMap<String, SubscribeResult>,
+    /// Server-side subscriptions, by channel. On the wire this is client.proto's
+    /// `map<string, SubscribeResult> subs = 6`; it is modelled as its entries so that an entry
+    /// whose value is all defaults still carries the value field (`12 00`), as Go's protobuf
+    /// writes it. prost would leave the value out, and protobufjs then decodes it as `null`,
+    /// which centrifuge-js cannot handle. In JSON it is an object keyed by channel.
+    #[prost(message, repeated, tag = "6")]
+    #[serde(skip_serializing_if = "Vec::is_empty", with = "subs_map")]
+    pub subs: Vec<SubscribeResultEntry>,
     /// Server ping interval in seconds (the SDK expects a `{}` ping that often).
     #[prost(uint32, tag = "7")]
     #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]

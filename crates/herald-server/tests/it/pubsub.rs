@@ -89,7 +89,16 @@ async fn subscription_token_grants_a_protected_channel() {
     app.publish("secret:x", json!("psst")).await;
     assert_eq!(client.next_pub("secret:x").await["data"], json!("psst"));
 
-    // A token for another channel is a protocol violation.
+    // A token that does not verify is a refused subscription (103), the connection stays.
+    let forged = herald_core::auth::mint_hs256(
+        "not-the-secret",
+        &MintClaims { sub: "alice".into(), channel: Some("secret:y".into()), ..Default::default() },
+    )
+    .expect("mint");
+    let reply = client.call(json!({ "subscribe": { "channel": "secret:y", "token": forged } })).await;
+    assert_eq!(reply["error"]["code"], json!(103), "{reply}");
+
+    // A valid token for another channel is a protocol violation.
     let wrong =
         app.token_with(MintClaims { sub: "alice".into(), channel: Some("secret:y".into()), ..Default::default() });
     client.send_text(&json!({ "id": 50, "subscribe": { "channel": "secret:z", "token": wrong } }).to_string()).await;
@@ -163,8 +172,13 @@ async fn fossil_delta_publications_apply_to_the_previous_payload() {
 
     let first = json!({ "text": "the quick brown fox jumps over the lazy dog", "n": 1 });
     let second = json!({ "text": "the quick brown fox jumps over the lazy cat", "n": 2 });
-    app.publish("chat:delta", first.clone()).await;
-    app.publish("chat:delta", second.clone()).await;
+    // Deltas are used for publications published with `delta: true`, as in Centrifugo.
+    for data in [&first, &second] {
+        let (_, body) = app.api("publish", json!({ "channel": "chat:delta", "data": data, "delta": true })).await;
+        assert!(body.get("result").is_some(), "{body}");
+    }
+    let third = json!({ "text": "the quick brown fox jumps over the lazy cow", "n": 3 });
+    app.publish("chat:delta", third.clone()).await;
 
     // JSON delta framing: the payload is a JSON string; delta ones are fossil patches.
     let p1 = client.next_pub("chat:delta").await;
@@ -177,6 +191,12 @@ async fn fossil_delta_publications_apply_to_the_previous_payload() {
     let patch = p2["data"].as_str().expect("patch string");
     let applied = herald_protocol::fossil::apply(full.as_bytes(), patch.as_bytes()).expect("patch applies");
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&applied).expect("json"), second);
+
+    // Without the flag the payload goes whole (still string-framed for this subscription).
+    let p3 = client.next_pub("chat:delta").await;
+    assert!(p3.get("delta").is_none(), "{p3}");
+    let whole = p3["data"].as_str().expect("string-framed payload");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(whole).expect("json"), third);
 }
 
 #[tokio::test]
@@ -207,6 +227,7 @@ async fn slow_subscriber_is_disconnected_with_3008_and_others_keep_up() {
             tags: Default::default(),
             skip_history: false,
             idempotency_key: None,
+            delta: false,
         });
         published += 1;
         let publication = fast.next_pub("flood").await;
