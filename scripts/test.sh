@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, Rust unit and integration tests, and
+# conformance with the official SDKs (installed on first use by conformance/run.sh).
+# Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked
+else
+  echo "cargo-nextest not found; using cargo test" >&2
+  cargo test --workspace --locked
+fi
+
+step "SDK conformance (centrifuge-js, centrifuge-python, cent)"
+# Same (dev) profile as the tests above, so the binary reuses their build artifacts.
+cargo build -p herald --locked
+HERALD_BIN="$PWD/target/debug/herald" conformance/run.sh
+
+step "all tests passed"
