@@ -324,7 +324,7 @@ pub enum HeaderStyle {
 }
 
 /// The Svix-compatible management API under `/api/v1`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ManagementConfig {
     /// HS256 secret for bearer JWTs as the Svix server issues them (`sub` = organisation id).
@@ -333,6 +333,15 @@ pub struct ManagementConfig {
     /// A static bearer token accepted as is.
     #[serde(serialize_with = "serialize_secret_opt")]
     pub token: Option<SecretString>,
+    /// Messages that name channels are also published live to `<live_namespace>:<app id>:<channel>`
+    /// when this namespace is configured. Empty turns live publishing of messages off.
+    pub live_namespace: String,
+}
+
+impl Default for ManagementConfig {
+    fn default() -> Self {
+        Self { jwt_secret: None, token: None, live_namespace: "apps".to_owned() }
+    }
 }
 
 /// Why a config could not be loaded.

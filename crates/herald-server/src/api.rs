@@ -208,17 +208,54 @@ struct PublishParams {
     idempotency_key: Option<String>,
     #[serde(default)]
     delta: bool,
+    /// Herald extension: also store the publication as a webhook message of this application.
+    #[serde(default)]
+    webhook: Option<WebhookTarget>,
+}
+
+/// Where a server API publication goes as a webhook message.
+#[derive(Deserialize)]
+struct WebhookTarget {
+    /// Application id or uid.
+    app: String,
+    event_type: String,
+    #[serde(default)]
+    event_id: Option<String>,
 }
 
 async fn publish(app: &Arc<AppState>, params: PublishParams) -> ApiResult {
     let options = channel_options(app, &params.channel)?;
     let data = payload(params.data, params.b64data)?;
+    // The webhook message is stored (and acknowledged) before the live publication goes out.
+    let message_id = match params.webhook {
+        Some(target) => {
+            if target.event_type.is_empty() || target.app.is_empty() {
+                return Err(bad_request("webhook needs app and event_type"));
+            }
+            let message = crate::webhooks::publish_as_message(
+                app,
+                &target.app,
+                &target.event_type,
+                target.event_id,
+                &params.channel,
+                data.clone(),
+            )
+            .await
+            .map_err(bad_request)?;
+            Some(message.id)
+        }
+        None => None,
+    };
     let flags = PublishFlags {
         skip_history: params.skip_history,
         idempotency_key: params.idempotency_key,
         delta: params.delta,
     };
-    publish_one(app, &params.channel, &options, data, params.tags, flags).await
+    let mut result = publish_one(app, &params.channel, &options, data, params.tags, flags).await?;
+    if let (Some(id), Some(object)) = (message_id, result.as_object_mut()) {
+        object.insert("message_id".to_owned(), serde_json::json!(id));
+    }
+    Ok(result)
 }
 
 /// Publish options shared by `publish` and `broadcast`.

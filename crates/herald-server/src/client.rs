@@ -396,6 +396,12 @@ impl Session {
         chan_info: Bytes,
         on_locked: impl FnOnce(&SubscribeResult, &SubscribeOutcome) -> Option<Bytes>,
     ) -> Result<SubscribeResult, CommandError> {
+        if options.durable
+            && let Err(error) = crate::durable::ensure_loaded(&self.app, &req.channel, options).await
+        {
+            tracing::warn!(channel = %req.channel, %error, "Cannot load a durable channel.");
+            return Err(codes::ERROR_INTERNAL.into());
+        }
         let recoverable =
             options.has_history() && (options.force_recovery || (options.allow_recovery && req.recoverable));
         let positioned = options.has_history()

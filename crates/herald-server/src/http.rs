@@ -23,14 +23,19 @@ use tokio::net::TcpListener;
 use crate::state::AppState;
 
 pub fn router(app: Arc<AppState>) -> Router {
-    Router::new()
+    let management = crate::webhooks::management_router(&app);
+    let router = Router::new()
         .route("/connection/websocket", any(crate::ws::handler))
         .route("/api/{method}", post(crate::api::handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
-        .with_state(app)
+        .with_state(app);
+    let router = match management {
+        Some(management) => router.nest("/api/v1", management),
+        None => router,
+    };
+    router.fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
 }
 
 /// A JSON error body for transport-level failures.

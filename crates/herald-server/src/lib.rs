@@ -13,6 +13,7 @@ pub mod hub;
 pub mod metrics;
 pub mod outbox;
 pub mod state;
+pub mod webhooks;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -53,7 +54,20 @@ impl Server {
         store: Option<Arc<dyn herald_store::Store>>,
     ) -> anyhow::Result<Server> {
         let local_addr = listener.local_addr().context("listener has no local address")?;
-        let app = AppState::new(Arc::new(config), CancellationToken::new(), store)?;
+        let shutdown = CancellationToken::new();
+        herald_webhooks::install_crypto_provider();
+        let dispatcher = match &store {
+            Some(store) if config.webhooks.enabled => {
+                Some(herald_webhooks::Dispatcher::new(store.clone(), config.webhooks.clone())?)
+            }
+            _ => None,
+        };
+        let handle = dispatcher.as_ref().map(herald_webhooks::Dispatcher::handle);
+        let app = AppState::new(Arc::new(config), shutdown, store, handle)?;
+        if let Some(dispatcher) = dispatcher {
+            herald_webhooks::describe_metrics();
+            app.tracker.spawn(dispatcher.run(app.shutdown.clone()));
+        }
         app.tracker.spawn(metrics::upkeep(app.prometheus.clone(), app.shutdown.clone()));
         app.tracker.spawn(sweep(app.clone()));
         if app.store.is_some() {

@@ -17,6 +17,10 @@ pub struct AppState {
     pub hub: Hub,
     /// Durable state (event log, webhooks, durable channels).
     pub store: Option<Arc<dyn herald_store::Store>>,
+    /// Wakes the webhook dispatcher after a message commits (when webhooks run here).
+    pub webhooks: Option<herald_webhooks::DispatcherHandle>,
+    /// Checks endpoint URLs against the SSRF policy (`webhooks.allow_networks`).
+    pub url_guard: Arc<herald_webhooks::Guard>,
     pub verifier: TokenVerifier,
     pub prometheus: PrometheusHandle,
     /// Cancelled when the server starts shutting down; every connection and loop watches it.
@@ -36,7 +40,10 @@ impl AppState {
         config: Arc<Config>,
         shutdown: CancellationToken,
         store: Option<Arc<dyn herald_store::Store>>,
+        webhooks: Option<herald_webhooks::DispatcherHandle>,
     ) -> anyhow::Result<Arc<Self>> {
+        herald_webhooks::install_crypto_provider();
+        let url_guard = Arc::new(herald_webhooks::Guard::new(&config.webhooks.allow_networks)?);
         let verifier = TokenVerifier::new(&config.client.token)?;
         // Install the recorder before any metric handle is registered.
         let prometheus = crate::metrics::recorder();
@@ -44,6 +51,8 @@ impl AppState {
             config,
             hub: Hub::new(crate::metrics::Metrics::new()),
             store,
+            webhooks,
+            url_guard,
             verifier,
             prometheus,
             shutdown,

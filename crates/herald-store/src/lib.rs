@@ -19,10 +19,12 @@
 
 pub mod ids;
 pub mod model;
+pub mod sqlite;
 
 use async_trait::async_trait;
 
 pub use model::*;
+pub use sqlite::{SqliteConfig, SqliteStore};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +104,8 @@ pub trait Store: Send + Sync + 'static {
     /// Find by id (`msg_...`) or event id within the app.
     async fn get_message(&self, app_id: &str, id_or_event_id: &str) -> StoreResult<Option<Message>>;
     /// Newest first unless the page asks for ascending order.
-    async fn list_messages(&self, app_id: &str, page: PageRequest, filter: MessageFilter) -> StoreResult<Page<Message>>;
+    async fn list_messages(&self, app_id: &str, page: PageRequest, filter: MessageFilter)
+    -> StoreResult<Page<Message>>;
 
     // --- deliveries and attempts ---------------------------------------------------------
 
@@ -111,7 +114,12 @@ pub trait Store: Send + Sync + 'static {
     /// concurrency (`max_concurrency` of 1), only its oldest unfinished delivery is ever
     /// claimable, and only while no other of its deliveries is sending: deliveries to it go out
     /// in message order.
-    async fn claim_due_deliveries(&self, now: Timestamp, limit: usize, lease_ms: i64) -> StoreResult<Vec<ClaimedDelivery>>;
+    async fn claim_due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Record one attempt and the delivery's next state in one transaction.
     async fn record_attempt(&self, delivery_id: i64, attempt: NewAttempt, next: DeliveryNext) -> StoreResult<Attempt>;
     /// A fresh pending delivery of one message to one endpoint (manual trigger).
@@ -131,7 +139,8 @@ pub trait Store: Send + Sync + 'static {
     /// Make every dead-lettered delivery of the app (or of all apps) pending again. Returns how many.
     async fn replay_dead_letters(&self, app_id: Option<&str>, endpoint_id: Option<&str>) -> StoreResult<u64>;
     /// Attempts for an endpoint or a message, newest first.
-    async fn list_attempts(&self, app_id: &str, filter: AttemptFilter, page: PageRequest) -> StoreResult<Page<Attempt>>;
+    async fn list_attempts(&self, app_id: &str, filter: AttemptFilter, page: PageRequest)
+    -> StoreResult<Page<Attempt>>;
     /// Deliveries of one message (one per endpoint, latest state).
     async fn list_deliveries_for_message(&self, app_id: &str, msg_id: &str) -> StoreResult<Vec<Delivery>>;
     /// Counts by state, for metrics and `herald attempts`.
@@ -168,5 +177,6 @@ pub trait Store: Send + Sync + 'static {
     /// Enforce retention: per channel matching `prefix` (a namespace, `ns:`; empty for channels
     /// without a namespace, which must then contain no `:`), keep at most `max_count`
     /// publications and none older than `max_age_ms`. Returns how many were removed.
-    async fn prune_channels(&self, prefix: &str, max_count: usize, max_age_ms: i64, now: Timestamp) -> StoreResult<u64>;
+    async fn prune_channels(&self, prefix: &str, max_count: usize, max_age_ms: i64, now: Timestamp)
+    -> StoreResult<u64>;
 }

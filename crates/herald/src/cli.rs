@@ -49,6 +49,12 @@ enum Command {
         /// JSON attached to the client in presence and join/leave (`info` claim).
         #[arg(long)]
         info: Option<String>,
+        /// Mint a management API (Svix) bearer token from `management.jwt_secret` instead.
+        #[arg(long)]
+        svix: bool,
+        /// Organisation id of the Svix token.
+        #[arg(long, default_value = "org_herald")]
+        org: String,
     },
     /// Publish DATA (JSON; other text is sent as a JSON string) to CHANNEL through the server API.
     Publish {
@@ -60,6 +66,39 @@ enum Command {
         /// API key; defaults to the configured `api.key`.
         #[arg(long, env = "HERALD_API_KEY")]
         api_key: Option<String>,
+    },
+    /// Create or upgrade the embedded store's schema, then exit.
+    Migrate,
+    /// Manage an application's webhook endpoints (through the management API).
+    Endpoint {
+        /// Application id or uid.
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        target: ManageTarget,
+        #[command(subcommand)]
+        command: crate::manage::EndpointCommand,
+    },
+    /// Show the delivery attempts of a message (`msg_...`) or an endpoint (`ep_...` or uid).
+    Attempts {
+        /// Application id or uid.
+        #[arg(long)]
+        app: String,
+        target: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        manage: ManageTarget,
+    },
+    /// Deliver messages again: one message, an endpoint's failures since a time, or the dead letters.
+    Replay {
+        /// Application id or uid.
+        #[arg(long)]
+        app: String,
+        #[command(flatten)]
+        target: ManageTarget,
+        #[command(subcommand)]
+        command: crate::manage::ReplayCommand,
     },
     /// Subscribe to CHANNEL over WebSocket and print one JSON line per publication.
     Sub {
@@ -76,6 +115,17 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+}
+
+/// Where the management API is and how to authenticate to it.
+#[derive(clap::Args)]
+struct ManageTarget {
+    /// Server base URL; defaults to the configured listen address.
+    #[arg(long)]
+    url: Option<String>,
+    /// Bearer token; defaults to one minted from `management.jwt_secret`.
+    #[arg(long, env = "HERALD_MANAGEMENT_TOKEN")]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -104,7 +154,33 @@ pub fn main() -> ExitCode {
             toml_show(&config);
             Ok(())
         }
-        Command::Token { user, channels, channel, ttl, info } => token(&config, user, channels, channel, ttl, info),
+        Command::Token { svix: true, org, .. } => match &config.management.jwt_secret {
+            Some(secret) => {
+                println!("{}", herald_svix::mint_token(secret.expose_secret(), &org));
+                Ok(())
+            }
+            None => Err(anyhow::anyhow!("management.jwt_secret is not configured")),
+        },
+        Command::Token { user, channels, channel, ttl, info, .. } => token(&config, user, channels, channel, ttl, info),
+        Command::Migrate => migrate(&config),
+        Command::Endpoint { app, target, command } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let manage = crate::manage::Manage::new(&config, target.url, target.token)?;
+                crate::manage::endpoint(&manage, &app, command).await
+            })
+        }),
+        Command::Attempts { app, target, limit, manage } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let client = crate::manage::Manage::new(&config, manage.url, manage.token)?;
+                crate::manage::attempts(&client, &app, &target, limit).await
+            })
+        }),
+        Command::Replay { app, target, command } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let manage = crate::manage::Manage::new(&config, target.url, target.token)?;
+                crate::manage::replay(&manage, &app, command).await
+            })
+        }),
         Command::Serve => runtime().and_then(|rt| rt.block_on(serve(config))),
         Command::Publish { channel, data, url, api_key } => {
             runtime().and_then(|rt| rt.block_on(publish(&config, channel, data, url, api_key)))
@@ -146,8 +222,9 @@ fn init_logs(config: &Config) {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     init_logs(&config);
+    let store = crate::open_store(&config)?;
     let listener = herald_server::Server::bind(&config).await?;
-    let server = herald_server::Server::start(config, listener)?;
+    let server = herald_server::Server::start_with_store(config, listener, Some(store))?;
     let token = server.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -217,7 +294,14 @@ fn token(
     Ok(())
 }
 
-fn base_url(config: &Config, scheme: &str) -> String {
+fn migrate(config: &Config) -> anyhow::Result<()> {
+    let path = crate::store_path(config);
+    let version = herald_store::sqlite::migrate(&path).with_context(|| format!("cannot migrate {}", path.display()))?;
+    println!("{}: schema version {version}", path.display());
+    Ok(())
+}
+
+pub(crate) fn base_url(config: &Config, scheme: &str) -> String {
     let mut addr = config.server.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());

@@ -3,6 +3,13 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cli;
+mod manage;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use herald_core::Config;
 
 use tikv_jemallocator::Jemalloc;
 
@@ -11,5 +18,25 @@ use tikv_jemallocator::Jemalloc;
 static GLOBAL: Jemalloc = Jemalloc;
 
 fn main() -> std::process::ExitCode {
+    herald_webhooks::install_crypto_provider();
     cli::main()
+}
+
+/// The embedded store's database file.
+fn store_path(config: &Config) -> PathBuf {
+    config.store.data_dir.join("herald.db")
+}
+
+/// Open (and migrate) the embedded store.
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn herald_store::Store>> {
+    let path = store_path(config);
+    let sqlite = herald_store::sqlite::SqliteConfig {
+        path: path.clone(),
+        max_batch: config.store.max_batch,
+        queue_capacity: config.store.queue_capacity,
+        read_connections: config.store.read_connections,
+    };
+    let store = herald_store::sqlite::SqliteStore::open(&sqlite)
+        .with_context(|| format!("cannot open the store at {}", path.display()))?;
+    Ok(Arc::new(store))
 }

@@ -53,6 +53,26 @@ pub fn base_config() -> Config {
         name = "dm"
         allow_user_limited_channels = true
         [[channel.namespaces]]
+        name = "durable"
+        durable = true
+        history_size = 100
+        history_ttl = "1h"
+        allow_recovery = true
+        allow_subscribe_for_client = true
+        allow_publish_for_subscriber = true
+        allow_history_for_subscriber = true
+        [[channel.namespaces]]
+        name = "apps"
+        history_size = 10
+        history_ttl = "60s"
+        allow_subscribe_for_client = true
+        [management]
+        jwt_secret = "test-management-secret"
+        [webhooks]
+        allow_networks = ["127.0.0.0/8"]
+        retry_schedule = ["100ms", "100ms", "200ms"]
+        retry_jitter = 0.0
+        [[channel.namespaces]]
         name = "pub"
         allow_subscribe_for_client = true
         allow_subscribe_for_anonymous = true
@@ -65,6 +85,28 @@ pub struct TestApp {
     pub server: Option<Server>,
     pub addr: std::net::SocketAddr,
     pub http: reqwest::Client,
+    /// The store's directory; kept so a test can restart a server on the same data.
+    pub data_dir: std::path::PathBuf,
+}
+
+/// A fresh directory for a test's store.
+pub fn temp_data_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("herald-it-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Open the SQLite store in `dir`.
+pub fn open_store(dir: &std::path::Path) -> std::sync::Arc<dyn herald_store::Store> {
+    let config = herald_store::sqlite::SqliteConfig::new(dir.join("herald.db"));
+    std::sync::Arc::new(herald_store::sqlite::SqliteStore::open(&config).expect("store opens"))
 }
 
 impl TestApp {
@@ -73,10 +115,26 @@ impl TestApp {
     }
 
     pub async fn start_with(config: Config) -> Self {
+        Self::start_in(config, temp_data_dir()).await
+    }
+
+    /// Start with the store in `data_dir` (which may hold a previous server's data).
+    pub async fn start_in(mut config: Config, data_dir: std::path::PathBuf) -> Self {
+        herald_webhooks::install_crypto_provider();
+        config.store.data_dir = data_dir.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let server = Server::start(config, listener).expect("server starts");
+        let store = open_store(&data_dir);
+        let server = Server::start_with_store(config, listener, Some(store)).expect("server starts");
         let addr = server.local_addr();
-        Self { server: Some(server), addr, http: reqwest::Client::new() }
+        Self { server: Some(server), addr, http: reqwest::Client::new(), data_dir }
+    }
+
+    /// Stop the server (draining) and return its data directory.
+    pub async fn stop(mut self) -> std::path::PathBuf {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+        self.data_dir.clone()
     }
 
     pub fn server(&self) -> &Server {

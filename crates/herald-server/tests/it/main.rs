@@ -3,7 +3,9 @@
 
 mod api;
 mod connect;
+mod durable;
 mod helpers;
 mod history;
 mod lifecycle;
 mod pubsub;
+mod webhooks;

@@ -1,0 +1,37 @@
+//! Load tool for Herald.
+//!
+//! Layout, so that later scenarios (and peer servers) slot in cleanly:
+//! - [`centrifugo`]: a minimal, allocation-light Centrifugo client-protocol-v2 (JSON) client;
+//! - [`http`]: a tiny keep-alive HTTP/1.1 client for the server API (publish/broadcast);
+//! - [`procfs`]: server/bench resource sampling from `/proc`;
+//! - [`metrics`]: latency histograms and counters;
+//! - [`report`]: progress lines, JSON output, human summaries;
+//! - [`scenario`]: one module per measurement (`idle`, `fanout`).
+
+pub mod centrifugo;
+pub mod cli;
+pub mod http;
+pub mod metrics;
+pub mod procfs;
+pub mod report;
+pub mod scenario;
+pub mod util;
+
+/// Runs the chosen subcommand and emits its report.
+pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        cli::Command::Idle(args) => {
+            if args.child {
+                return scenario::idle::run_child(args).await;
+            }
+            let out = args.out.clone();
+            let result = scenario::idle::run(args).await?;
+            report::emit(&result, out.as_deref())
+        }
+        cli::Command::Fanout(args) => {
+            let out = args.out.clone();
+            let result = scenario::fanout::run(args).await?;
+            report::emit(&result, out.as_deref())
+        }
+    }
+}

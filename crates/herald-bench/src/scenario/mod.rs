@@ -1,0 +1,240 @@
+//! Measurements. Each scenario returns its result as one JSON value; shared building blocks
+//! (opening many connections, driving groups of them) live here.
+
+pub mod fanout;
+pub mod idle;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use futures_util::future;
+use futures_util::stream::{self, SelectAll};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::centrifugo::{self, Session, Target, Ws};
+use crate::cli::SourceIps;
+use crate::report::ErrorSample;
+
+/// Decides how many loopback source addresses to use for `total` connections.
+pub fn resolve_source_ips(spec: SourceIps, target: &Target, total: usize) -> u32 {
+    match spec {
+        SourceIps::Count(n) => n,
+        SourceIps::Auto if target.is_loopback() && target.addr.is_ipv4() => total.div_ceil(10_000).max(1) as u32,
+        SourceIps::Auto => 0,
+    }
+}
+
+/// Fails early when this process cannot hold `sockets` more descriptors.
+pub fn check_fd_budget(sockets: usize, hint: &str) -> Result<()> {
+    if let Some(limit) = crate::procfs::open_files_limit() {
+        let need = sockets as u64 + 64;
+        if need > limit {
+            bail!("{sockets} sockets need about {need} open files but this process may hold {limit}; {hint}");
+        }
+    }
+    Ok(())
+}
+
+/// How to open a batch of connections.
+pub struct DialPlan {
+    pub target: Target,
+    /// Global index of the first connection (channel names, source-address spreading).
+    pub index_offset: usize,
+    pub count: usize,
+    pub source_ips: u32,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub session: Arc<dyn Fn(usize) -> Session + Send + Sync>,
+}
+
+/// Live counters while dialing (read by progress lines).
+#[derive(Default)]
+pub struct DialCounters {
+    pub connected: AtomicUsize,
+    pub failed: AtomicUsize,
+}
+
+pub struct DialOutcome {
+    pub conns: Vec<Ws>,
+    pub failed: usize,
+    pub errors: ErrorSample,
+    pub elapsed: Duration,
+}
+
+/// Opens `plan.count` connections with at most `plan.concurrency` handshakes in flight.
+pub async fn dial_many(plan: DialPlan, counters: Arc<DialCounters>) -> DialOutcome {
+    let start = Instant::now();
+    let sem = Arc::new(Semaphore::new(plan.concurrency.max(1)));
+    let target = Arc::new(plan.target);
+    let mut set: JoinSet<Result<Ws>> = JoinSet::new();
+    let mut conns = Vec::with_capacity(plan.count);
+    let mut errors = ErrorSample::default();
+    let mut failed = 0;
+    let mut collect = |r: Result<Result<Ws>, tokio::task::JoinError>, conns: &mut Vec<Ws>| match r {
+        Ok(Ok(ws)) => conns.push(ws),
+        Ok(Err(e)) => {
+            failed += 1;
+            errors.add(format!("{e:#}"));
+        }
+        Err(e) => {
+            failed += 1;
+            errors.add(format!("dial task: {e}"));
+        }
+    };
+    for local in 0..plan.count {
+        let Ok(permit) = sem.clone().acquire_owned().await else { break };
+        let global = plan.index_offset + local;
+        let source = (plan.source_ips > 0).then(|| centrifugo::loopback_source(global as u32 % plan.source_ips));
+        let session = (plan.session)(global);
+        let target = target.clone();
+        let counters = counters.clone();
+        let timeout = plan.timeout;
+        set.spawn(async move {
+            let r = centrifugo::dial(&target, source, &session, timeout).await;
+            match &r {
+                Ok(_) => counters.connected.fetch_add(1, Ordering::Relaxed),
+                Err(_) => counters.failed.fetch_add(1, Ordering::Relaxed),
+            };
+            drop(permit);
+            r
+        });
+        while let Some(r) = set.try_join_next() {
+            collect(r, &mut conns);
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        collect(r, &mut conns);
+    }
+    DialOutcome { conns, failed, errors, elapsed: start.elapsed() }
+}
+
+/// How long the close handshake may take at the end before connections are reset.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Per-group frame processing (the hot path for subscribers).
+pub trait FrameHandler: Send + 'static {
+    /// Handles one text frame; returns how many `{}` pings it contained.
+    fn on_frame(&mut self, frame: &[u8]) -> u32;
+}
+
+/// What happened to a group of connections while it was driven.
+#[derive(Default, Debug)]
+pub struct GroupStats {
+    pub pongs_sent: u64,
+    /// Connections the server ended while the group was driven.
+    pub closed: u64,
+    /// Connections whose end the server confirmed after our close frame.
+    pub closed_cleanly: u64,
+    pub errors: ErrorSample,
+}
+
+/// Drives many connections from one task: reads every frame, hands it to `handler`, answers
+/// pings, until `stop` flips (or every connection is gone). Returns the handler for its results.
+pub async fn drive_group<H: FrameHandler>(
+    conns: Vec<Ws>,
+    mut stop: watch::Receiver<bool>,
+    mut handler: H,
+    closed_total: Arc<AtomicU64>,
+) -> (H, GroupStats) {
+    let mut stats = GroupStats::default();
+    let mut sinks = Vec::with_capacity(conns.len());
+    let mut streams = SelectAll::new();
+    for (i, ws) in conns.into_iter().enumerate() {
+        let (sink, rx) = ws.split();
+        sinks.push(Some(sink));
+        streams.push(rx.map(move |m| (i, Some(m))).chain(stream::once(future::ready((i, None)))));
+    }
+    if *stop.borrow() {
+        return (handler, stats);
+    }
+    let mut open = sinks.len();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            item = streams.next() => match item {
+                None => break,
+                Some((i, None)) => {
+                    stats.closed += 1;
+                    open -= 1;
+                    closed_total.fetch_add(1, Ordering::Relaxed);
+                    sinks[i] = None;
+                }
+                Some((i, Some(Ok(Message::Text(text))))) => {
+                    let pings = handler.on_frame(text.as_bytes());
+                    for _ in 0..pings {
+                        if let Some(sink) = sinks[i].as_mut() {
+                            if let Err(e) = sink.send(centrifugo::pong()).await {
+                                stats.errors.add(format!("sending pong: {e}"));
+                            } else {
+                                stats.pongs_sent += 1;
+                            }
+                        }
+                    }
+                }
+                Some((_, Some(Ok(Message::Close(frame))))) => {
+                    let why = frame.map(|f| format!("code {} `{}`", u16::from(f.code), f.reason)).unwrap_or_default();
+                    stats.errors.add(format!("server closed the connection {why}"));
+                }
+                Some((_, Some(Ok(_)))) => {}
+                Some((_, Some(Err(e)))) => stats.errors.add(format!("read: {e}")),
+            }
+        }
+    }
+    // Polite close: send a close frame on every open connection and give the server a moment to
+    // answer and close its end; whatever is still open then is reset on drop (zero linger).
+    for sink in sinks.iter_mut().flatten() {
+        let _ = sink.send(Message::Close(None)).await;
+    }
+    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+    while open > 0 {
+        match tokio::time::timeout_at(deadline, streams.next()).await {
+            Ok(Some((_, None))) => {
+                open -= 1;
+                stats.closed_cleanly += 1;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    (handler, stats)
+}
+
+/// Splits `conns` into at most `groups` groups and spawns one [`drive_group`] task per group.
+pub fn spawn_groups<H: FrameHandler>(
+    conns: Vec<Ws>,
+    groups: usize,
+    stop: &watch::Receiver<bool>,
+    closed_total: &Arc<AtomicU64>,
+    mut make: impl FnMut() -> H,
+) -> JoinSet<(H, GroupStats)> {
+    let sizes = crate::util::split_even(conns.len(), groups.clamp(1, conns.len().max(1)));
+    let mut set = JoinSet::new();
+    let mut it = conns.into_iter();
+    for size in sizes {
+        let chunk: Vec<Ws> = it.by_ref().take(size).collect();
+        if chunk.is_empty() {
+            continue;
+        }
+        set.spawn(drive_group(chunk, stop.clone(), make(), closed_total.clone()));
+    }
+    set
+}
+
+/// Handler that only answers pings (idle connections).
+#[derive(Default)]
+pub struct IdleHandler {
+    pub frames: u64,
+}
+
+impl FrameHandler for IdleHandler {
+    fn on_frame(&mut self, frame: &[u8]) -> u32 {
+        self.frames += 1;
+        centrifugo::scan_frame(frame, |_| {}).pings
+    }
+}
