@@ -72,10 +72,10 @@ impl Herald {
         let http = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(response) = http.get(format!("{base}/readyz")).send().await {
-                if response.status().is_success() {
-                    break;
-                }
+            if let Ok(response) = http.get(format!("{base}/readyz")).send().await
+                && response.status().is_success()
+            {
+                break;
             }
             assert!(tokio::time::Instant::now() < deadline, "herald did not become ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
