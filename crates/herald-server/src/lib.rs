@@ -149,8 +149,9 @@ async fn prune(app: Arc<AppState>) {
                 Err(error) => tracing::warn!(namespace = name, %error, "Pruning durable channel history failed."),
             }
         }
-        // Idempotency keys are kept for a day, like Svix's.
-        if let Err(error) = store.idempotency_prune(now - 24 * 3600 * 1000).await {
+        // Idempotency keys are replayed for as long as Svix keeps them.
+        let ttl = herald_svix::IDEMPOTENCY_KEY_TTL.as_millis() as i64;
+        if let Err(error) = store.idempotency_prune(now - ttl).await {
             tracing::warn!(%error, "Pruning idempotency keys failed.");
         }
     }

@@ -24,11 +24,17 @@ pub fn management_router(app: &Arc<AppState>) -> Option<axum::Router> {
     let store = app.store.clone()?;
     let on_message_app = app.clone();
     let guard = app.url_guard.clone();
+    let wake_handle = app.webhooks.clone();
     let state = herald_svix::SvixState {
         store,
         management: app.config.management.clone(),
         webhooks: app.config.webhooks.clone(),
         on_message: Arc::new(move |message: &Message| message_created(&on_message_app, message)),
+        on_rescheduled: Arc::new(move || {
+            if let Some(webhooks) = &wake_handle {
+                webhooks.notify();
+            }
+        }),
         check_url: Arc::new(move |url: &str| {
             let guard = guard.clone();
             let url = url.to_owned();

@@ -474,3 +474,18 @@ mod idempotency {
         Ok(removed as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_connection_is_durable_wal() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = open_connection(&dir.path().join("nested").join("herald.db")).expect("open");
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("journal_mode");
+        let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |row| row.get(0)).expect("synchronous");
+        let foreign_keys: bool = conn.query_row("PRAGMA foreign_keys", [], |row| row.get(0)).expect("foreign_keys");
+        assert_eq!((mode.as_str(), synchronous, foreign_keys), ("wal", 2, true), "WAL, synchronous=FULL, foreign keys");
+    }
+}

@@ -303,5 +303,6 @@ async fn resend(
     let message = inner.load_message(&app, &msg_id).await?;
     let endpoint = inner.load_endpoint(&app, &endpoint_id).await?;
     inner.store().resend(&app.id, &message.id, &endpoint.id).await?;
+    (inner.svix.on_rescheduled)();
     Ok(json(StatusCode::ACCEPTED, json_value!({})))
 }

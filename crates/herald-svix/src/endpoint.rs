@@ -526,6 +526,7 @@ async fn recover(
     let app = inner.load_app(&principal, &app_id).await?;
     let endpoint = inner.load_endpoint(&app, &endpoint_id).await?;
     let scheduled = inner.store().recover_endpoint(&app.id, &endpoint.id, since, until, false).await?;
+    (inner.svix.on_rescheduled)();
     tracing::info!(app_id = %app.id, endpoint_id = %endpoint.id, scheduled, "Recovering failed deliveries.");
     let out = RecoverOut {
         id: herald_store::ids::new_id("qtask"),

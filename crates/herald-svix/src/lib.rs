@@ -66,6 +66,9 @@ pub struct SvixState {
     /// duplicate `eventId`, which is refused with 409): the server uses it to wake the
     /// dispatcher and to publish the message to live channel subscribers.
     pub on_message: Arc<dyn Fn(&Message) + Send + Sync>,
+    /// Called after deliveries were scheduled again (resend, recover), so the dispatcher
+    /// starts on them now rather than at its next poll.
+    pub on_rescheduled: Arc<dyn Fn() + Send + Sync>,
     /// Validates an endpoint URL against the SSRF guard when an endpoint is created or its URL
     /// changes; `Err(reason)` becomes a 422 on `url` with `reason` as the message.
     pub check_url: Arc<dyn Fn(&str) -> CheckUrlFuture + Send + Sync>,
