@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # SDK conformance suite: runs the official Centrifugo SDKs (centrifuge-js over `ws`, JSON and
-# protobuf; centrifuge-python, JSON and protobuf; cent) against a Herald server.
+# protobuf; centrifuge-python, JSON and protobuf; cent) and the official Svix SDKs and Standard
+# Webhooks verifiers (npm and PyPI `svix`, `standardwebhooks`) against a Herald server.
 #
 # Usage: conformance/run.sh            (from anywhere)
 # Environment:
 #   HERALD_BIN        herald binary (default: target/debug/herald under the repository root)
-#   CONFORMANCE_PORT  port Herald listens on (default 18000, from conformance/herald.toml)
+#   CONFORMANCE_PORT  port Herald listens on (default 18000, from conformance/herald.toml); a
+#                     second Herald, sending `svix-*` webhook headers, listens on the next port
 #   CONFORMANCE_ONLY  "node" or "python" to run one half only
 #   CONFORMANCE_DEBUG=1  centrifuge-js debug logging
 # Needs node 20 + npm and python3 (3.11); installs the pinned SDKs on first use.
@@ -41,14 +43,17 @@ export CONFORMANCE_API_KEY="conformance-api-key"
 export CONFORMANCE_SECRET="conformance-secret-key"
 # Read by herald serve, and by `herald publish` started from the tests.
 export HERALD_SERVER__LISTEN="127.0.0.1:$port"
+# The second server: same config, but webhooks.header_style = "svix".
+svix_port=$((port + 1))
+export CONFORMANCE_HTTP_SVIX_HEADERS="http://127.0.0.1:$svix_port"
 
 log() { echo "conformance: $*" >&2; }
 
-# 0 when GET <path> on the Herald port answers 200 (bash /dev/tcp: no curl needed).
+# 0 when GET <path> on 127.0.0.1:<port> answers 200 (bash /dev/tcp: no curl needed).
 http_ok() {
   (
-    exec 3<> "/dev/tcp/127.0.0.1/$port" || exit 1
-    printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n' "$1" "$port" >&3
+    exec 3<> "/dev/tcp/127.0.0.1/$1" || exit 1
+    printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n' "$2" "$1" >&3
     IFS= read -r -t 2 line <&3 || exit 1
     [[ "$line" == "HTTP/1."?" 200"* ]]
   ) 2> /dev/null
@@ -98,27 +103,39 @@ if [[ "$only" != "python" ]]; then install_node; fi
 if [[ "$only" != "node" ]]; then install_python; fi
 
 # ---------------------------------------------------------------------------------------
-# Server
+# Servers
 
 workdir="$(mktemp -d)"
 server_log="$workdir/herald.log"
-server_pid=""
+svix_server_log="$workdir/herald-svix-headers.log"
+server_pids=()
+
+stop_servers() {
+  local pid
+  for pid in "${server_pids[@]}"; do
+    kill -0 "$pid" 2> /dev/null && kill -TERM "$pid" 2> /dev/null || true
+  done
+  for pid in "${server_pids[@]}"; do
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2> /dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2> /dev/null || true
+    wait "$pid" 2> /dev/null || true
+  done
+}
 
 cleanup() {
   local rc=$?
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2> /dev/null; then
-    kill -TERM "$server_pid" 2> /dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$server_pid" 2> /dev/null || break
-      sleep 0.1
+  stop_servers
+  if [[ $rc -ne 0 ]]; then
+    for f in "$server_log" "$svix_server_log"; do
+      if [[ -f "$f" ]]; then
+        log "last lines of the herald log ($f):"
+        tail -n 40 "$f" >&2 || true
+      fi
     done
-    kill -KILL "$server_pid" 2> /dev/null || true
-    wait "$server_pid" 2> /dev/null || true
-  fi
-  if [[ $rc -ne 0 && -f "$server_log" ]]; then
-    log "last lines of the herald log ($server_log):"
-    tail -n 40 "$server_log" >&2 || true
-  elif [[ $rc -eq 0 ]]; then
+  else
     rm -rf "$workdir"
   fi
   exit $rc
@@ -126,46 +143,54 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then
-  log "something already listens on port $port; stop it or set CONFORMANCE_PORT"
-  exit 2
-fi
-
-log "starting $bin serve --config $config on 127.0.0.1:$port (log: $server_log)"
-"$bin" serve --config "$config" > "$server_log" 2>&1 &
-server_pid=$!
-
-ready=""
-for _ in $(seq 1 200); do
-  if ! kill -0 "$server_pid" 2> /dev/null; then
-    log "herald exited during startup"
-    cat "$server_log" >&2
-    exit 1
+for p in "$port" "$svix_port"; do
+  if (exec 3<> "/dev/tcp/127.0.0.1/$p") 2> /dev/null; then
+    log "something already listens on port $p; stop it or set CONFORMANCE_PORT (uses it and the next port)"
+    exit 2
   fi
-  if http_ok /readyz; then
-    ready=1
-    break
-  fi
-  sleep 0.1
 done
-if [[ -z "$ready" ]]; then
-  log "herald not ready after 20s ($CONFORMANCE_HTTP/readyz)"
+
+# start_server PORT LOG DATA_DIR [VAR=VALUE...]: herald serve with a fresh store, waits for /readyz.
+start_server() {
+  local p="$1" logfile="$2" data="$3"
+  shift 3
+  mkdir -p "$data"
+  log "starting $bin serve --config $config on 127.0.0.1:$p${*:+ with $*} (log: $logfile)"
+  env HERALD_SERVER__LISTEN="127.0.0.1:$p" HERALD_STORE__DATA_DIR="$data" "$@" \
+    "$bin" serve --config "$config" > "$logfile" 2>&1 &
+  local pid=$!
+  server_pids+=("$pid")
+  for _ in $(seq 1 200); do
+    if ! kill -0 "$pid" 2> /dev/null; then
+      log "herald exited during startup"
+      cat "$logfile" >&2
+      exit 1
+    fi
+    if http_ok "$p" /readyz; then
+      log "herald ready on port $p"
+      return
+    fi
+    sleep 0.1
+  done
+  log "herald not ready after 20s (http://127.0.0.1:$p/readyz)"
   exit 1
-fi
-log "herald ready"
+}
+
+start_server "$port" "$server_log" "$workdir/data"
+start_server "$svix_port" "$svix_server_log" "$workdir/data-svix-headers" HERALD_WEBHOOKS__HEADER_STYLE=svix
 
 # ---------------------------------------------------------------------------------------
 # Tests
 
 status=0
 if [[ "$only" != "python" ]]; then
-  log "running centrifuge-js tests (node --test)"
+  log "running centrifuge-js and svix (node) tests (node --test)"
   if ! (cd "$here/node" && node --test --test-concurrency=4 --test-reporter=spec test/*.test.mjs); then
     status=1
   fi
 fi
 if [[ "$only" != "node" ]]; then
-  log "running centrifuge-python and cent tests (pytest)"
+  log "running centrifuge-python, cent and svix (python) tests (pytest)"
   if ! (cd "$here/python" && .venv/bin/python -m pytest -q); then
     status=1
   fi

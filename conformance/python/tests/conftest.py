@@ -43,3 +43,25 @@ async def make_client(codec):
 async def api():
     async with cent.AsyncClient(API_URL, API_KEY, timeout=5.0) as client:
         yield client
+
+
+# ---------------------------------------------------------------------------------------
+# Svix SDK (webhook) tests
+
+
+@pytest.fixture(scope="session")
+def receiver():
+    """One local webhook receiver for the session (tests use distinct paths)."""
+    from webhook_harness import Receiver
+
+    rec = Receiver()
+    yield rec
+    rec.close()
+
+
+@pytest.fixture(scope="session")
+def svix():
+    """The official sync Svix SDK pointed at Herald."""
+    from webhook_harness import svix_client
+
+    return svix_client()

@@ -389,7 +389,7 @@ async fn rotate_secret(
     Extension(principal): Extension<Principal>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     body: Body,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
     let mut errors = Vec::new();
     let key = body.optional::<String>(&["key"]).and_then(|key| validate::secret(&key, &["body", "key"], &mut errors));
@@ -421,8 +421,13 @@ async fn rotate_secret(
         ));
     }
     let new_secret = key.unwrap_or_else(validate::generate_secret);
-    inner.store().rotate_endpoint_secret(&app.id, &endpoint.id, new_secret, now.saturating_add(grace_ms)).await?;
-    Ok(StatusCode::NO_CONTENT)
+    inner
+        .store()
+        .rotate_endpoint_secret(&app.id, &endpoint.id, new_secret.clone(), now.saturating_add(grace_ms))
+        .await?;
+    // The open-source Svix server answers 204; the current SDKs (svix 2.9 for Python) parse
+    // the new secret from the body. 200 with `{key}` serves both.
+    Ok(json(StatusCode::OK, SecretOut { key: new_secret }))
 }
 
 #[derive(Serialize)]
