@@ -87,7 +87,10 @@ pub async fn open(target: &Target, source: Option<IpAddr>) -> Result<Ws> {
     // sockets from one run would hold their (explicitly bound) ports for 60 s and exhaust the
     // ephemeral range for the next run, and for every `connect()` on the machine meanwhile.
     // Scenarios close politely first (WebSocket close handshake); this only cuts what is left.
-    stream.set_zero_linger().context("SO_LINGER")?;
+    // (`set_zero_linger` would say the same but needs tokio 1.50, newer than the workspace's
+    // declared minimum; a zero linger never blocks, which is what the deprecation is about.)
+    #[allow(deprecated)]
+    stream.set_linger(Some(Duration::ZERO)).context("SO_LINGER")?;
     let (ws, _response) = tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(ws_config()))
         .await
         .context("websocket handshake")?;

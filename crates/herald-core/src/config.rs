@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub readiness_timeout: Duration,
     /// Most concurrent HTTP/2 streams per connection.
     pub http2_max_concurrent_streams: u32,
+    /// Pending connections the kernel queues before `accept` (the listen backlog).
+    pub listen_backlog: u32,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +73,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             readiness_timeout: Duration::from_secs(1),
             http2_max_concurrent_streams: 256,
+            listen_backlog: 4096,
         }
     }
 }
@@ -170,8 +173,8 @@ impl Default for ClientConfig {
             queue_max_messages: 4096,
             max_frame_bytes: 64 * 1024,
             max_out_frame_bytes: 256 * 1024,
-            read_buffer_bytes: 4096,
-            write_buffer_bytes: 4096,
+            read_buffer_bytes: 1024,
+            write_buffer_bytes: 1024,
             max_channels_per_connection: 128,
             channel_max_length: 255,
             history_max_limit: 1000,

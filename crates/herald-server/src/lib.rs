@@ -35,10 +35,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Bind `config.server.listen`.
+    /// Bind `config.server.listen` with a listen backlog of `server.listen_backlog` (the
+    /// default 128 of `TcpListener::bind` overflows under connect storms).
     pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
         let addr = config.server.listen;
-        TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+            .context("cannot create the listening socket")?;
+        socket.set_reuseaddr(true).context("cannot set SO_REUSEADDR")?;
+        socket.bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        socket.listen(config.server.listen_backlog).with_context(|| format!("cannot listen on {addr}"))
     }
 
     /// Start serving on `listener` without durable state (no durable channels, no webhooks).

@@ -109,7 +109,7 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
                 // A client that stops reading blocks the write; give up when its queue overflows
                 // meanwhile (3008) or when the write takes longer than a ping interval.
                 let result = tokio::select! {
-                    result = tokio::time::timeout(ping_interval, writer.write_pending(&mut session)) => {
+                    result = tokio::time::timeout(ping_interval, Box::pin(writer.write_pending(&mut session))) => {
                         result.unwrap_or(Err(Some(Disconnect::WRITE_ERROR)))
                     }
                     disconnect = slow_close(&shared) => Err(Some(disconnect)),
@@ -155,7 +155,9 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
                 metrics.bytes_received.increment(data.len() as u64);
                 timers.pong_deadline = None;
                 let was_connected = session.is_connected();
-                if let Err(disconnect) = session.handle_frame(data).await {
+                // Boxed: the command future is deep (store reads for durable channels) and would
+                // otherwise sit inline in every idle connection's task.
+                if let Err(disconnect) = Box::pin(session.handle_frame(data)).await {
                     break Some(disconnect);
                 }
                 if !was_connected && session.is_connected() {
@@ -251,7 +253,7 @@ impl Writer<'_> {
                         n_messages += 1;
                     }
                     Item::Control(control) => {
-                        if let Err(disconnect) = session.handle_control(*control).await {
+                        if let Err(disconnect) = Box::pin(session.handle_control(*control)).await {
                             ended = Some(disconnect);
                             break;
                         }
