@@ -8,7 +8,8 @@
 //! hub one failed push and never slows anyone else.
 //!
 //! The connection task drains everything queued at once ([`Outbox::drain`]), so a burst of
-//! messages leaves in one frame and one flush.
+//! messages leaves in one frame and one flush. Producers wake the task only when the queue goes
+//! from empty to non-empty: a task with messages waiting has been woken already.
 //!
 //! An idle outbox holds no heap memory: the `VecDeque` allocates on first use and is shrunk
 //! back when a burst has passed.
@@ -98,8 +99,15 @@ impl Outbox {
                 self.close_notify.notify_waiters();
                 return Err(PushError::Overflow);
             }
+            let was_empty = inner.items.is_empty();
             inner.items.push_back(Item::Message(message));
             inner.bytes += len;
+            if !was_empty {
+                // The connection was woken when the queue became non-empty and has not drained
+                // it yet; it will take this message with the others. Saves a wake per message
+                // when a connection is behind, which is exactly when fan-out is busiest.
+                return Ok(());
+            }
         }
         self.notify.notify_one();
         Ok(())
