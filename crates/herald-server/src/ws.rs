@@ -197,8 +197,29 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
     if let Some(disconnect) = &disconnect {
         crate::metrics::disconnect(disconnect.code);
         let close = CloseFrame { code: disconnect.code, reason: disconnect.reason.as_ref().into() };
-        // Best effort: a client that stopped reading gets a bounded wait, not a stuck task.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(close)))).await;
+        // A disconnect push first (the SDKs act on it as on the close frame; it also reaches
+        // clients behind proxies that rewrite close codes), then the close frame. Best effort:
+        // a client that stopped reading gets a bounded wait, not a stuck task.
+        let push = herald_protocol::Push {
+            disconnect: Some(herald_protocol::Disconnect {
+                code: u32::from(disconnect.code),
+                reason: disconnect.reason.to_string(),
+                reconnect: disconnect.reconnects(),
+            }),
+            ..Default::default()
+        };
+        let bytes = herald_protocol::encode_reply_bytes(protocol, &Reply { push: Some(push), ..Default::default() });
+        let mut frame = Vec::with_capacity(bytes.len());
+        herald_protocol::append_to_frame(protocol, &mut frame, &bytes);
+        let message = match protocol {
+            Protocol::Json => Message::Text(String::from_utf8_lossy(&frame).into_owned().into()),
+            Protocol::Protobuf => Message::Binary(frame.into()),
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            socket.feed(message).await?;
+            socket.send(Message::Close(Some(close))).await
+        })
+        .await;
     }
     metrics.connections.decrement(1.0);
 }

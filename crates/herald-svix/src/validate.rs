@@ -198,6 +198,17 @@ pub(crate) fn rate(value: u64, what: &str, path: &[&str], out: &mut Vec<Validati
 /// 32 to 100 characters (`^(whsec_)?[a-zA-Z0-9+/=]{32,100}$`). Returns it normalised to
 /// `whsec_<base64>`.
 pub(crate) fn secret(value: &str, path: &[&str], out: &mut Vec<ValidationItem>) -> Option<String> {
+    // Herald extension: an ed25519 signing key (`whsk_` + base64 of the 32-byte seed or the
+    // 64-byte key pair) makes deliveries carry `v1a` signatures instead of `v1`.
+    if let Some(key) = value.strip_prefix("whsk_") {
+        return match STANDARD.decode(key) {
+            Ok(bytes) if bytes.len() == 32 || bytes.len() == 64 => Some(value.to_owned()),
+            _ => {
+                out.push(item(path, "A whsk_ secret must be base64 of a 32- or 64-byte ed25519 key"));
+                None
+            }
+        };
+    }
     let encoded = value.strip_prefix(SECRET_PREFIX).unwrap_or(value);
     let pattern_ok = (32..=100).contains(&encoded.len())
         && encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));

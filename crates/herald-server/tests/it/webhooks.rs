@@ -222,3 +222,30 @@ async fn endpoints_on_private_addresses_are_refused_without_an_allow_list() {
     let (_, list) = management(&app, reqwest::Method::GET, "/app/p/endpoint", None).await;
     assert_eq!(list["data"].as_array().map(Vec::len), Some(0), "nothing was created");
 }
+
+#[tokio::test]
+async fn ed25519_endpoint_gets_v1a_signatures() {
+    let app = TestApp::start().await;
+    let (receiver, url) = TestReceiver::start(vec![]).await;
+    management(&app, reqwest::Method::POST, "/app", Some(json!({ "name": "E", "uid": "e" }))).await;
+    let secret = herald_webhooks::signing::generate_ed25519_secret();
+    let public = herald_webhooks::signing::public_key(&secret).expect("public key");
+    let (status, body) =
+        management(&app, reqwest::Method::POST, "/app/e/endpoint", Some(json!({ "url": url, "secret": secret }))).await;
+    assert_eq!(status, 201, "{body}");
+    management(&app, reqwest::Method::POST, "/app/e/msg", Some(json!({ "eventType": "a.b", "payload": { "k": 1 } })))
+        .await;
+    let received = receiver.wait_for(1).await;
+    let (headers, body) = &received[0];
+    let signature = headers["webhook-signature"].to_str().expect("sig");
+    assert!(signature.starts_with("v1a,"), "{signature}");
+    let id = headers["webhook-id"].to_str().expect("id");
+    let timestamp: i64 = headers["webhook-timestamp"].to_str().expect("ts").parse().expect("int");
+    let now = herald_store::now_ms() / 1000;
+    herald_webhooks::signing::verify(id, timestamp, body, signature, &[&public], now).expect("verifies with whpk_");
+    // A malformed whsk_ key is refused.
+    let (status, _) =
+        management(&app, reqwest::Method::POST, "/app/e/endpoint", Some(json!({ "url": url, "secret": "whsk_short" })))
+            .await;
+    assert_eq!(status, 422);
+}
