@@ -57,8 +57,8 @@ pub enum ReplayCommand {
     },
     /// Re-deliver every dead-lettered message of the application, endpoint by endpoint.
     DeadLetters {
-        /// How far back to look.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "30d")]
+        /// How far back to look (the management API recovers at most 14 days).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "14d")]
         since: Duration,
     },
 }
