@@ -70,6 +70,11 @@ export async function heraldToken({ user, channels, ttl, channel, info } = {}) {
   if (channels && channels.length) args.push('--channels', channels.join(','));
   if (ttl) args.push('--ttl', ttl);
   if (channel) args.push('--channel', channel);
+  return heraldCommandToken(args);
+}
+
+/** Runs `herald <args>` and returns the JWT it prints; fails with its output otherwise. */
+export async function heraldCommandToken(args) {
   let out;
   try {
     out = await execFileAsync(HERALD_BIN, args, { timeout: 10000 });

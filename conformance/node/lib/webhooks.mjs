@@ -8,18 +8,14 @@
 //   CONFORMANCE_MANAGEMENT_SECRET  management.jwt_secret     (conformance-management-jwt-secret)
 //   CONFORMANCE_BIN / CONFORMANCE_CONFIG  as in harness.mjs (for `herald token --svix`)
 
-import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
-import { promisify } from 'node:util';
 
 import { Webhook as StandardWebhook } from 'standardwebhooks';
 import { ApiException, Svix, Webhook as SvixWebhook } from 'svix';
 
-import { HERALD_BIN, HERALD_CONFIG, HTTP, sleep } from './harness.mjs';
+import { HERALD_CONFIG, HTTP, heraldCommandToken, sleep } from './harness.mjs';
 
 export { ApiException, Svix, SvixWebhook, StandardWebhook };
-
-const execFileAsync = promisify(execFile);
 
 /** management.jwt_secret of conformance/herald.toml (to mint expired tokens here). */
 export const MANAGEMENT_SECRET = process.env.CONFORMANCE_MANAGEMENT_SECRET || 'conformance-management-jwt-secret';
@@ -35,20 +31,7 @@ let tokenPromise;
 
 /** The management API bearer token, minted once with `herald token --svix`. */
 export function svixToken() {
-  tokenPromise ??= (async () => {
-    const args = ['token', '--svix', '--config', HERALD_CONFIG];
-    let out;
-    try {
-      out = await execFileAsync(HERALD_BIN, args, { timeout: 10000 });
-    } catch (e) {
-      throw new Error(`herald ${args.join(' ')} failed: ${e.message}\nstdout: ${e.stdout}\nstderr: ${e.stderr}`);
-    }
-    const token = out.stdout.trim();
-    if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(token)) {
-      throw new Error(`herald ${args.join(' ')} printed no JWT: ${JSON.stringify(out.stdout)}`);
-    }
-    return token;
-  })();
+  tokenPromise ??= heraldCommandToken(['token', '--svix', '--config', HERALD_CONFIG]);
   return tokenPromise;
 }
 

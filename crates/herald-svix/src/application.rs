@@ -6,7 +6,6 @@
 //! matches. Application tokens may read their own application but not list, create, change or
 //! delete applications.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Extension;
@@ -19,7 +18,7 @@ use http::StatusCode;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ValidationItem};
-use crate::input::{Field, JsonBody, QueryParams, read_body};
+use crate::input::{JsonBody, QueryParams, RateFields, metadata_field, uid_field};
 use crate::output::{AppOut, ListOut, json};
 use crate::validate;
 use crate::{Inner, Route};
@@ -35,34 +34,27 @@ pub(crate) fn routes() -> Vec<Route> {
 pub(crate) fn parse_app_in(body: &mut JsonBody) -> NewApp {
     let mut errors = Vec::new();
     let name: Option<String> = body.required("name");
-    if name.as_deref() == Some("") {
-        errors.push(ValidationItem::value(&["body", "name"], "Application names must be at least one character"));
+    if let Some(name) = &name {
+        check_name(name, &mut errors);
     }
     let name = name.unwrap_or_default();
-    validate::no_control_characters(&name, &["body", "name"], &mut errors);
-    let uid: Option<String> = body.optional(&["uid"]);
-    if let Some(uid) = &uid {
-        validate::uid(uid, "app", &["body", "uid"], &mut errors);
-    }
-    let throttle_rate = body
-        .optional::<u64>(&["throttleRate"])
-        .and_then(|rate| validate::rate(rate, "Application throttle rate", &["body", "throttleRate"], &mut errors));
-    let rate_limit = body
-        .optional::<u64>(&["rateLimit"])
-        .and_then(|rate| validate::rate(rate, "Application rate limits", &["body", "rateLimit"], &mut errors));
-    let metadata: BTreeMap<String, String> = body.optional(&["metadata"]).unwrap_or_default();
-    validate::metadata(&metadata, &["body", "metadata"], &mut errors);
+    let uid = uid_field(body, "app", &mut errors).into_option();
+    let rate_limit = RateFields::read(body, "Application", &mut errors).value();
+    let metadata = metadata_field(body, &mut errors).unwrap_or_default();
     body.extend(errors);
-    NewApp { uid, name, metadata, rate_limit: throttle_rate.or(rate_limit) }
+    NewApp { uid, name, metadata, rate_limit }
+}
+
+fn check_name(name: &str, errors: &mut Vec<ValidationItem>) {
+    if name.is_empty() {
+        errors.push(ValidationItem::value(&["body", "name"], "Application names must be at least one character"));
+    }
+    validate::no_control_characters(name, &["body", "name"], errors);
 }
 
 /// Create an application, turning a uid conflict into Svix's 409.
 pub(crate) async fn create_app(inner: &Inner, new: NewApp) -> ApiResult<herald_store::App> {
-    match inner.store().create_app(new).await {
-        Ok(app) => Ok(app),
-        Err(StoreError::Conflict(_)) => Err(ApiError::conflict(UID_TAKEN)),
-        Err(error) => Err(error.into()),
-    }
+    inner.store().create_app(new).await.map_err(uid_conflict)
 }
 
 async fn list(
@@ -84,7 +76,7 @@ async fn create(
 ) -> ApiResult<Response> {
     principal.require_org()?;
     let get_if_exists = QueryParams::parse(query.as_deref()).bool("get_if_exists", false)?;
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let new = parse_app_in(&mut body);
     body.finish()?;
 
@@ -116,7 +108,7 @@ async fn update(
     body: Body,
 ) -> ApiResult<Response> {
     principal.require_org()?;
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let new = parse_app_in(&mut body);
     body.finish()?;
 
@@ -139,29 +131,15 @@ async fn patch(
     body: Body,
 ) -> ApiResult<Response> {
     principal.require_org()?;
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let mut errors = Vec::new();
     let name: Option<String> = body.non_null("name");
     if let Some(name) = &name {
-        if name.is_empty() {
-            errors.push(ValidationItem::value(&["body", "name"], "Application names must be at least one character"));
-        }
-        validate::no_control_characters(name, &["body", "name"], &mut errors);
+        check_name(name, &mut errors);
     }
-    let uid: Field<String> = body.field(&["uid"]);
-    if let Field::Value(uid) = &uid {
-        validate::uid(uid, "app", &["body", "uid"], &mut errors);
-    }
-    let throttle_rate = nullable_rate(&mut body, "throttleRate", "Application throttle rate", &mut errors);
-    let rate_limit = nullable_rate(&mut body, "rateLimit", "Application rate limits", &mut errors);
-    let metadata: Option<BTreeMap<String, String>> = match body.field(&["metadata"]) {
-        Field::Value(metadata) => Some(metadata),
-        Field::Null => Some(BTreeMap::new()),
-        Field::Absent => None,
-    };
-    if let Some(metadata) = &metadata {
-        validate::metadata(metadata, &["body", "metadata"], &mut errors);
-    }
+    let uid = uid_field(&mut body, "app", &mut errors);
+    let rate_limit = RateFields::read(&mut body, "Application", &mut errors);
+    let metadata = metadata_field(&mut body, &mut errors);
     body.extend(errors);
     body.finish()?;
 
@@ -170,19 +148,8 @@ async fn patch(
     if let Some(name) = name {
         new.name = name;
     }
-    match uid {
-        Field::Value(uid) => new.uid = Some(uid),
-        Field::Null => new.uid = None,
-        Field::Absent => {}
-    }
-    // `throttleRate` wins over its deprecated alias when both are given.
-    for rate in [rate_limit, throttle_rate] {
-        match rate {
-            Field::Value(rate) => new.rate_limit = Some(rate),
-            Field::Null => new.rate_limit = None,
-            Field::Absent => {}
-        }
-    }
+    uid.apply_to(&mut new.uid);
+    rate_limit.apply_to(&mut new.rate_limit);
     if let Some(metadata) = metadata {
         new.metadata = metadata;
     }
@@ -199,23 +166,6 @@ async fn delete(
     let app = inner.load_app(&principal, &app_id).await?;
     inner.store().delete_app(&app.id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A nullable rate field of a PATCH body.
-pub(crate) fn nullable_rate(
-    body: &mut JsonBody,
-    name: &str,
-    what: &str,
-    errors: &mut Vec<ValidationItem>,
-) -> Field<u32> {
-    match body.field::<u64>(&[name]) {
-        Field::Value(rate) => match validate::rate(rate, what, &["body", name], errors) {
-            Some(rate) => Field::Value(rate),
-            None => Field::Absent,
-        },
-        Field::Null => Field::Null,
-        Field::Absent => Field::Absent,
-    }
 }
 
 fn uid_conflict(error: StoreError) -> ApiError {

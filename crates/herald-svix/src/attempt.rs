@@ -159,8 +159,7 @@ async fn by_endpoint(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let query = AttemptQuery::parse(query.as_deref())?;
-    let app = inner.load_app(&principal, &app_id).await?;
-    let endpoint = inner.load_endpoint(&app, &endpoint_id).await?;
+    let (app, endpoint) = inner.load_app_endpoint(&principal, &app_id, &endpoint_id).await?;
     attempt_page(&inner, &app, AttemptFilter::Endpoint(endpoint.id), query).await
 }
 

@@ -20,10 +20,9 @@ use herald_store::{App, Endpoint, EndpointUpdate, NewEndpoint, Order};
 use http::StatusCode;
 use serde::Serialize;
 
-use crate::application::nullable_rate;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ValidationItem};
-use crate::input::{Field, JsonBody, QueryParams, read_body};
+use crate::input::{Field, JsonBody, QueryParams, RateFields, metadata_field, uid_field};
 use crate::output::{EndpointOut, ListOut, json};
 use crate::time::{format_rfc3339, parse_rfc3339};
 use crate::validate;
@@ -70,10 +69,7 @@ fn parse_endpoint_in(body: &mut JsonBody) -> EndpointInput {
         .unwrap_or_default();
     let description: String = body.optional(&["description"]).unwrap_or_default();
     validate::no_control_characters(&description, &["body", "description"], &mut errors);
-    let uid: Option<String> = body.optional(&["uid"]);
-    if let Some(uid) = &uid {
-        validate::uid(uid, "ep", &["body", "uid"], &mut errors);
-    }
+    let uid = uid_field(body, "ep", &mut errors).into_option();
     let version = body.optional::<u64>(&["version"]).map_or(1, |v| version(v, &mut errors));
     let disabled: bool = body.optional(&["disabled"]).unwrap_or(false);
     let event_types = body
@@ -82,26 +78,10 @@ fn parse_endpoint_in(body: &mut JsonBody) -> EndpointInput {
     let channels = body
         .optional::<Vec<String>>(&["channels"])
         .map(|channels| validate::endpoint_channels(channels, &["body", "channels"], &mut errors));
-    let throttle_rate = body
-        .optional::<u64>(&["throttleRate"])
-        .and_then(|rate| validate::rate(rate, "Endpoint throttle rate", &["body", "throttleRate"], &mut errors));
-    let rate_limit = body
-        .optional::<u64>(&["rateLimit"])
-        .and_then(|rate| validate::rate(rate, "Endpoint rate limits", &["body", "rateLimit"], &mut errors));
-    let metadata: BTreeMap<String, String> = body.optional(&["metadata"]).unwrap_or_default();
-    validate::metadata(&metadata, &["body", "metadata"], &mut errors);
+    let rate_limit = RateFields::read(body, "Endpoint", &mut errors).value();
+    let metadata = metadata_field(body, &mut errors).unwrap_or_default();
     body.extend(errors);
-    EndpointInput {
-        uid,
-        url,
-        description,
-        version,
-        disabled,
-        event_types,
-        channels,
-        rate_limit: throttle_rate.or(rate_limit),
-        metadata,
-    }
+    EndpointInput { uid, url, description, version, disabled, event_types, channels, rate_limit, metadata }
 }
 
 fn version(value: u64, errors: &mut Vec<ValidationItem>) -> i32 {
@@ -207,7 +187,7 @@ async fn create(
     Path(app_id): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let input = parse_endpoint_in(&mut body);
     let (secret, headers) = parse_secret_and_headers(&mut body);
     body.finish()?;
@@ -223,8 +203,7 @@ async fn fetch(
     Extension(principal): Extension<Principal>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let app = inner.load_app(&principal, &app_id).await?;
-    let endpoint = inner.load_endpoint(&app, &endpoint_id).await?;
+    let (_, endpoint) = inner.load_app_endpoint(&principal, &app_id, &endpoint_id).await?;
     Ok(json(StatusCode::OK, EndpointOut::from(endpoint)))
 }
 
@@ -234,7 +213,7 @@ async fn update(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<Response> {
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let input = parse_endpoint_in(&mut body);
     body.finish()?;
 
@@ -266,49 +245,29 @@ async fn patch(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<Response> {
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let mut errors = Vec::new();
     let description: Option<String> = body.non_null("description");
     if let Some(description) = &description {
         validate::no_control_characters(description, &["body", "description"], &mut errors);
     }
-    let uid: Field<String> = body.field(&["uid"]);
-    if let Field::Value(uid) = &uid {
-        validate::uid(uid, "ep", &["body", "uid"], &mut errors);
-    }
+    let uid = uid_field(&mut body, "ep", &mut errors);
     let url =
         body.non_null::<String>("url").and_then(|url| validate::endpoint_url(&url, &["body", "url"], &mut errors));
     let version = body.non_null::<u64>("version").map(|v| version(v, &mut errors));
     let disabled: Option<bool> = body.non_null("disabled");
-    let event_types = match body.field::<Vec<String>>(&["eventTypes", "filterTypes"]) {
-        Field::Value(types) => {
-            Field::Value(validate::endpoint_event_types(types, &["body", "eventTypes"], &mut errors))
-        }
-        Field::Null => Field::Null,
-        Field::Absent => Field::Absent,
-    };
-    let channels = match body.field::<Vec<String>>(&["channels"]) {
-        Field::Value(channels) => {
-            Field::Value(validate::endpoint_channels(channels, &["body", "channels"], &mut errors))
-        }
-        Field::Null => Field::Null,
-        Field::Absent => Field::Absent,
-    };
-    let throttle_rate = nullable_rate(&mut body, "throttleRate", "Endpoint throttle rate", &mut errors);
-    let rate_limit = nullable_rate(&mut body, "rateLimit", "Endpoint rate limits", &mut errors);
-    let metadata: Option<BTreeMap<String, String>> = match body.field(&["metadata"]) {
-        Field::Value(metadata) => Some(metadata),
-        Field::Null => Some(BTreeMap::new()),
-        Field::Absent => None,
-    };
-    if let Some(metadata) = &metadata {
-        validate::metadata(metadata, &["body", "metadata"], &mut errors);
-    }
+    let event_types = body
+        .field::<Vec<String>>(&["eventTypes", "filterTypes"])
+        .map(|types| validate::endpoint_event_types(types, &["body", "eventTypes"], &mut errors));
+    let channels = body
+        .field::<Vec<String>>(&["channels"])
+        .map(|channels| validate::endpoint_channels(channels, &["body", "channels"], &mut errors));
+    let rate_limit = RateFields::read(&mut body, "Endpoint", &mut errors);
+    let metadata = metadata_field(&mut body, &mut errors);
     body.extend(errors);
     body.finish()?;
 
-    let app = inner.load_app(&principal, &app_id).await?;
-    let existing = inner.load_endpoint(&app, &endpoint_id).await?;
+    let (app, existing) = inner.load_app_endpoint(&principal, &app_id, &endpoint_id).await?;
     let new_event_types = match &event_types {
         Field::Value(types) => Some(types.as_slice()),
         _ => None,
@@ -319,11 +278,7 @@ async fn patch(
     if let Some(description) = description {
         update.description = description;
     }
-    match uid {
-        Field::Value(uid) => update.uid = Some(uid),
-        Field::Null => update.uid = None,
-        Field::Absent => {}
-    }
+    uid.apply_to(&mut update.uid);
     if let Some(url) = url {
         update.url = url;
     }
@@ -333,24 +288,9 @@ async fn patch(
     if let Some(disabled) = disabled {
         update.disabled = disabled;
     }
-    match event_types {
-        Field::Value(types) => update.event_types = Some(types),
-        Field::Null => update.event_types = None,
-        Field::Absent => {}
-    }
-    match channels {
-        Field::Value(channels) => update.channels = Some(channels),
-        Field::Null => update.channels = None,
-        Field::Absent => {}
-    }
-    // `throttleRate` wins over its deprecated alias when both are given.
-    for rate in [rate_limit, throttle_rate] {
-        match rate {
-            Field::Value(rate) => update.rate_limit = Some(rate),
-            Field::Null => update.rate_limit = None,
-            Field::Absent => {}
-        }
-    }
+    event_types.apply_to(&mut update.event_types);
+    channels.apply_to(&mut update.channels);
+    rate_limit.apply_to(&mut update.rate_limit);
     if let Some(metadata) = metadata {
         update.metadata = metadata;
     }
@@ -363,8 +303,7 @@ async fn delete(
     Extension(principal): Extension<Principal>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let app = inner.load_app(&principal, &app_id).await?;
-    let endpoint = inner.load_endpoint(&app, &endpoint_id).await?;
+    let (app, endpoint) = inner.load_app_endpoint(&principal, &app_id, &endpoint_id).await?;
     inner.store().delete_endpoint(&app.id, &endpoint.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -379,8 +318,7 @@ async fn secret(
     Extension(principal): Extension<Principal>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let app = inner.load_app(&principal, &app_id).await?;
-    let endpoint = inner.load_endpoint(&app, &endpoint_id).await?;
+    let (_, endpoint) = inner.load_app_endpoint(&principal, &app_id, &endpoint_id).await?;
     Ok(json(StatusCode::OK, SecretOut { key: endpoint.secret }))
 }
 
@@ -390,7 +328,7 @@ async fn rotate_secret(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<Response> {
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let mut errors = Vec::new();
     let key = body.optional::<String>(&["key"]).and_then(|key| validate::secret(&key, &["body", "key"], &mut errors));
     let grace_ms = match body.optional::<u64>(&["gracePeriodSeconds"]) {
@@ -405,8 +343,7 @@ async fn rotate_secret(
     body.extend(errors);
     body.finish()?;
 
-    let app = inner.load_app(&principal, &app_id).await?;
-    let endpoint = inner.load_endpoint(&app, &endpoint_id).await?;
+    let (app, endpoint) = inner.load_app_endpoint(&principal, &app_id, &endpoint_id).await?;
     let now = herald_store::now_ms();
     let still_valid = endpoint.previous_secrets.iter().filter(|previous| previous.expires_at > now).count();
     if still_valid + usize::from(grace_ms > 0) > MAX_PREVIOUS_SECRETS {
@@ -441,8 +378,7 @@ async fn headers(
     Extension(principal): Extension<Principal>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let app = inner.load_app(&principal, &app_id).await?;
-    let endpoint = inner.load_endpoint(&app, &endpoint_id).await?;
+    let (_, endpoint) = inner.load_app_endpoint(&principal, &app_id, &endpoint_id).await?;
     let (headers, sensitive) = validate::split_sensitive(&endpoint.headers);
     Ok(json(StatusCode::OK, HeadersOut { headers, sensitive }))
 }
@@ -453,15 +389,14 @@ async fn replace_headers(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<StatusCode> {
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let headers: BTreeMap<String, String> = body.required("headers").unwrap_or_default();
     let mut errors = Vec::new();
     validate::headers(&headers, &["body", "headers"], &mut errors);
     body.extend(errors);
     body.finish()?;
 
-    let app = inner.load_app(&principal, &app_id).await?;
-    let endpoint = inner.load_endpoint(&app, &endpoint_id).await?;
+    let (app, endpoint) = inner.load_app_endpoint(&principal, &app_id, &endpoint_id).await?;
     let update = EndpointUpdate { headers, ..update_from(&endpoint) };
     inner.store().update_endpoint(&app.id, &endpoint.id, update).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -473,7 +408,7 @@ async fn patch_headers(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<StatusCode> {
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let changes: BTreeMap<String, Option<String>> = body.required("headers").unwrap_or_default();
     let mut errors = Vec::new();
     for (name, value) in &changes {
@@ -485,8 +420,7 @@ async fn patch_headers(
     body.extend(errors);
     body.finish()?;
 
-    let app = inner.load_app(&principal, &app_id).await?;
-    let endpoint = inner.load_endpoint(&app, &endpoint_id).await?;
+    let (app, endpoint) = inner.load_app_endpoint(&principal, &app_id, &endpoint_id).await?;
     let mut update = update_from(&endpoint);
     for (name, value) in changes {
         match value {
@@ -516,7 +450,7 @@ async fn recover(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<Response> {
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let since = body.required::<String>("since").and_then(|text| date_time(&mut body, "since", &text));
     let until = body.optional::<String>(&["until"]).and_then(|text| date_time(&mut body, "until", &text));
     let now = herald_store::now_ms();
@@ -528,8 +462,7 @@ async fn recover(
     body.finish()?;
     let since = since.ok_or_else(|| ApiError::validation(&["body", "since"], "field required"))?;
 
-    let app = inner.load_app(&principal, &app_id).await?;
-    let endpoint = inner.load_endpoint(&app, &endpoint_id).await?;
+    let (app, endpoint) = inner.load_app_endpoint(&principal, &app_id, &endpoint_id).await?;
     let scheduled = inner.store().recover_endpoint(&app.id, &endpoint.id, since, until, false).await?;
     (inner.svix.on_rescheduled)();
     tracing::info!(app_id = %app.id, endpoint_id = %endpoint.id, scheduled, "Recovering failed deliveries.");

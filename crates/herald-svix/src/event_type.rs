@@ -14,12 +14,12 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use herald_store::{NewEventType, Order, StoreError};
+use herald_store::{EventType, NewEventType, Order, StoreError};
 use http::StatusCode;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ValidationItem};
-use crate::input::{Field, JsonBody, QueryParams, read_body};
+use crate::input::{Field, JsonBody, QueryParams};
 use crate::output::{EventTypeOut, ListOut, json};
 use crate::validate;
 use crate::{Inner, Route};
@@ -33,6 +33,18 @@ pub(crate) fn routes() -> Vec<Route> {
 
 fn exists() -> ApiError {
     ApiError::http(StatusCode::CONFLICT, "event_type_exists", "An event_type with this name already exists")
+}
+
+/// A store conflict on create means another request took the name first.
+fn name_conflict(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict(_) => exists(),
+        other => other.into(),
+    }
+}
+
+async fn load(inner: &Inner, name: &str) -> ApiResult<EventType> {
+    inner.store().get_event_type(name).await?.ok_or_else(ApiError::not_found)
 }
 
 /// The fields shared by `EventTypeIn` and `EventTypeUpdate` (everything but the name).
@@ -78,7 +90,7 @@ async fn create(
     body: Body,
 ) -> ApiResult<Response> {
     principal.require_org()?;
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let mut errors = Vec::new();
     let name: Option<String> = body.required("name");
     if let Some(name) = &name {
@@ -92,17 +104,13 @@ async fn create(
     let event_type = match inner.store().get_event_type(&new.name).await? {
         Some(existing) if existing.archived => inner.store().update_event_type(&existing.name, new).await?,
         Some(_) => return Err(exists()),
-        None => match inner.store().create_event_type(new).await {
-            Ok(event_type) => event_type,
-            Err(StoreError::Conflict(_)) => return Err(exists()),
-            Err(error) => return Err(error.into()),
-        },
+        None => inner.store().create_event_type(new).await.map_err(name_conflict)?,
     };
     Ok(json(StatusCode::CREATED, EventTypeOut::new(event_type, true)))
 }
 
 async fn fetch(State(inner): State<Arc<Inner>>, Path(name): Path<String>) -> ApiResult<Response> {
-    let event_type = inner.store().get_event_type(&name).await?.ok_or_else(ApiError::not_found)?;
+    let event_type = load(&inner, &name).await?;
     Ok(json(StatusCode::OK, EventTypeOut::new(event_type, true)))
 }
 
@@ -113,7 +121,7 @@ async fn update(
     body: Body,
 ) -> ApiResult<Response> {
     principal.require_org()?;
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let mut errors = Vec::new();
     validate::event_type_name(&name, &["path", "event_type_name"], &mut errors);
     body.extend(errors);
@@ -126,10 +134,7 @@ async fn update(
             Ok(json(StatusCode::OK, EventTypeOut::new(event_type, true)))
         }
         None => {
-            let event_type = inner.store().create_event_type(new).await.map_err(|error| match error {
-                StoreError::Conflict(_) => exists(),
-                other => other.into(),
-            })?;
+            let event_type = inner.store().create_event_type(new).await.map_err(name_conflict)?;
             Ok(json(StatusCode::CREATED, EventTypeOut::new(event_type, true)))
         }
     }
@@ -142,7 +147,7 @@ async fn patch(
     body: Body,
 ) -> ApiResult<Response> {
     principal.require_org()?;
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let mut errors = Vec::new();
     let description: Option<String> = body.non_null("description");
     if let Some(description) = &description {
@@ -158,7 +163,7 @@ async fn patch(
     body.extend(errors);
     body.finish()?;
 
-    let existing = inner.store().get_event_type(&name).await?.ok_or_else(ApiError::not_found)?;
+    let existing = load(&inner, &name).await?;
     let mut new = NewEventType {
         name: existing.name,
         description: description.unwrap_or(existing.description),
@@ -166,16 +171,8 @@ async fn patch(
         schemas: existing.schemas,
         feature_flag: existing.feature_flag,
     };
-    match schemas {
-        Field::Value(schemas) => new.schemas = Some(schemas),
-        Field::Null => new.schemas = None,
-        Field::Absent => {}
-    }
-    match feature_flag {
-        Field::Value(flag) => new.feature_flag = Some(flag),
-        Field::Null => new.feature_flag = None,
-        Field::Absent => {}
-    }
+    schemas.apply_to(&mut new.schemas);
+    feature_flag.apply_to(&mut new.feature_flag);
     let event_type = inner.store().update_event_type(&new.name.clone(), new).await?;
     Ok(json(StatusCode::OK, EventTypeOut::new(event_type, true)))
 }
@@ -188,7 +185,7 @@ async fn delete(
 ) -> ApiResult<StatusCode> {
     principal.require_org()?;
     let expunge = QueryParams::parse(query.as_deref()).bool("expunge", false)?;
-    let existing = inner.store().get_event_type(&name).await?.ok_or_else(ApiError::not_found)?;
+    let existing = load(&inner, &name).await?;
     inner.store().delete_event_type(&existing.name, expunge).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{ApiError, ApiResult, ValidationItem};
 use crate::time::parse_rfc3339;
+use crate::validate;
 
 /// Most items one list page returns, and the default.
 pub(crate) const MAX_LIMIT: usize = 250;
@@ -49,6 +50,23 @@ impl<T> Field<T> {
             Field::Absent | Field::Null => None,
         }
     }
+
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Field<U> {
+        match self {
+            Field::Value(value) => Field::Value(f(value)),
+            Field::Null => Field::Null,
+            Field::Absent => Field::Absent,
+        }
+    }
+
+    /// PATCH semantics: a value replaces `target`, `null` clears it, absent leaves it alone.
+    pub fn apply_to(self, target: &mut Option<T>) {
+        match self {
+            Field::Value(value) => *target = Some(value),
+            Field::Null => *target = None,
+            Field::Absent => {}
+        }
+    }
 }
 
 /// A JSON object body, read field by field; problems accumulate until [`JsonBody::finish`].
@@ -58,6 +76,11 @@ pub(crate) struct JsonBody {
 }
 
 impl JsonBody {
+    /// Read a request body of at most `limit` bytes (see [`read_body`]) and parse it.
+    pub async fn read(body: Body, limit: usize) -> ApiResult<Self> {
+        Self::parse(&read_body(body, limit).await?)
+    }
+
     /// Parse `bytes` as a JSON object. An empty body reads as `{}` (the SDKs send no body for
     /// some POSTs).
     pub fn parse(bytes: &[u8]) -> ApiResult<Self> {
@@ -162,6 +185,69 @@ impl JsonBody {
     /// 422 with every problem recorded, if any.
     pub fn finish(self) -> ApiResult<()> {
         if self.errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.errors)) }
+    }
+}
+
+/// `uid`, checked as a uid whose ids start with `id_prefix`; `null` clears it in a PATCH.
+pub(crate) fn uid_field(body: &mut JsonBody, id_prefix: &str, errors: &mut Vec<ValidationItem>) -> Field<String> {
+    let uid: Field<String> = body.field(&["uid"]);
+    if let Field::Value(uid) = &uid {
+        validate::uid(uid, id_prefix, &["body", "uid"], errors);
+    }
+    uid
+}
+
+/// `metadata`, checked for size: `null` reads as empty, absent as `None`.
+pub(crate) fn metadata_field(
+    body: &mut JsonBody,
+    errors: &mut Vec<ValidationItem>,
+) -> Option<BTreeMap<String, String>> {
+    let metadata = match body.field(&["metadata"]) {
+        Field::Value(metadata) => Some(metadata),
+        Field::Null => Some(BTreeMap::new()),
+        Field::Absent => None,
+    };
+    if let Some(metadata) = &metadata {
+        validate::metadata(metadata, &["body", "metadata"], errors);
+    }
+    metadata
+}
+
+/// An application's or endpoint's rate limit: `throttleRate` and its deprecated alias
+/// `rateLimit`, each checked. A value out of range reads as absent (the body then fails).
+pub(crate) struct RateFields {
+    throttle_rate: Field<u32>,
+    rate_limit: Field<u32>,
+}
+
+impl RateFields {
+    /// Read both fields; `owner` ("Application", "Endpoint") starts the error messages.
+    pub fn read(body: &mut JsonBody, owner: &str, errors: &mut Vec<ValidationItem>) -> Self {
+        let throttle_rate = rate_field(body, "throttleRate", &format!("{owner} throttle rate"), errors);
+        let rate_limit = rate_field(body, "rateLimit", &format!("{owner} rate limits"), errors);
+        Self { throttle_rate, rate_limit }
+    }
+
+    /// The rate of a create or a full update: `throttleRate` if set, else `rateLimit`.
+    pub fn value(self) -> Option<u32> {
+        self.throttle_rate.into_option().or(self.rate_limit.into_option())
+    }
+
+    /// A PATCH: `throttleRate`, `null` included, wins over its alias when both are given.
+    pub fn apply_to(self, target: &mut Option<u32>) {
+        self.rate_limit.apply_to(target);
+        self.throttle_rate.apply_to(target);
+    }
+}
+
+fn rate_field(body: &mut JsonBody, name: &str, what: &str, errors: &mut Vec<ValidationItem>) -> Field<u32> {
+    match body.field::<u64>(&[name]) {
+        Field::Value(rate) => match validate::rate(rate, what, &["body", name], errors) {
+            Some(rate) => Field::Value(rate),
+            None => Field::Absent,
+        },
+        Field::Null => Field::Null,
+        Field::Absent => Field::Absent,
     }
 }
 

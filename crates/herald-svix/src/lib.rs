@@ -100,6 +100,18 @@ impl Inner {
         self.store().get_endpoint(&app.id, id_or_uid).await?.ok_or_else(ApiError::not_found)
     }
 
+    /// The application at `app_id` and its endpoint at `endpoint_id` (ids or uids).
+    pub async fn load_app_endpoint(
+        &self,
+        principal: &Principal,
+        app_id: &str,
+        endpoint_id: &str,
+    ) -> ApiResult<(App, Endpoint)> {
+        let app = self.load_app(principal, app_id).await?;
+        let endpoint = self.load_endpoint(&app, endpoint_id).await?;
+        Ok((app, endpoint))
+    }
+
     pub async fn load_message(&self, app: &App, id_or_event_id: &str) -> ApiResult<Message> {
         self.store().get_message(&app.id, id_or_event_id).await?.ok_or_else(ApiError::not_found)
     }

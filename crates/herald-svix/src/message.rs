@@ -25,7 +25,7 @@ use http::StatusCode;
 use crate::application::{create_app, parse_app_in};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ValidationItem};
-use crate::input::{JsonBody, QueryParams, read_body};
+use crate::input::{JsonBody, QueryParams};
 use crate::output::{ListOut, MessageOut, json};
 use crate::validate;
 use crate::{Inner, Route};
@@ -51,7 +51,7 @@ async fn create(
     // As in Svix, sending messages takes an organisation token, not an application token.
     principal.require_org()?;
     let with_content = QueryParams::parse(query.as_deref()).bool("with_content", true)?;
-    let mut body = JsonBody::parse(&read_body(body, inner.body_limit).await?)?;
+    let mut body = JsonBody::read(body, inner.body_limit).await?;
     let mut errors = Vec::new();
 
     let payload = match body.raw(&["payload", "data"]) {

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use herald_store::{
-    AttemptFilter, AttemptStatus, DeliveryNext, DeliveryStatus, EndpointHealth, EndpointUpdate, Order, PageRequest,
-    SqliteStore, Store, StoreError, TriggerType, now_ms,
+    AttemptFilter, AttemptStatus, ClaimedDelivery, DeliveryNext, DeliveryStatus, Endpoint, EndpointHealth,
+    EndpointUpdate, Order, PageRequest, SqliteStore, Store, StoreError, TriggerType, now_ms,
 };
 
 use crate::common::{TestDb, app, attempt, endpoint, endpoint_spec, message};
@@ -15,8 +15,24 @@ fn later() -> i64 {
     now_ms() + 1_000
 }
 
+/// An endpoint that takes up to `max_concurrency` deliveries at once (0: no limit).
+async fn unordered_endpoint(store: &SqliteStore, app_id: &str, url: &str, max_concurrency: u32) -> Endpoint {
+    let mut spec = endpoint_spec(url);
+    spec.max_concurrency = max_concurrency;
+    endpoint(store, app_id, spec).await
+}
+
+/// Record an attempt with `status` and `code` on a claimed delivery.
+async fn record(store: &SqliteStore, delivery_id: i64, status: AttemptStatus, code: u16, next: DeliveryNext) {
+    store.record_attempt(delivery_id, attempt(status, code), next).await.expect("record");
+}
+
+async fn claim(store: &SqliteStore, now: i64, limit: usize, lease_ms: i64) -> Vec<ClaimedDelivery> {
+    store.claim_due_deliveries(now, limit, lease_ms).await.expect("claim")
+}
+
 async fn claim_ids(store: &SqliteStore, now: i64, limit: usize, lease_ms: i64) -> Vec<i64> {
-    store.claim_due_deliveries(now, limit, lease_ms).await.expect("claim").iter().map(|c| c.delivery.id).collect()
+    claim(store, now, limit, lease_ms).await.iter().map(|c| c.delivery.id).collect()
 }
 
 #[tokio::test]
@@ -102,7 +118,7 @@ async fn an_ordered_endpoint_gets_one_delivery_at_a_time_in_message_order() {
         msg_ids.push(store.create_message(message(&owner.id, "user.created")).await.expect("create").0.id);
     }
     let t = later();
-    let claimed = store.claim_due_deliveries(t, 10, 30_000).await.expect("claim");
+    let claimed = claim(store, t, 10, 30_000).await;
     assert_eq!(claimed.len(), 1, "only the head of an ordered endpoint");
     let head = &claimed[0];
     assert_eq!(head.message.id, msg_ids[0]);
@@ -111,25 +127,16 @@ async fn an_ordered_endpoint_gets_one_delivery_at_a_time_in_message_order() {
     assert_eq!(&head.message.payload[..], br#"{"hello":"world"}"#);
     assert!(claim_ids(store, t, 10, 30_000).await.is_empty(), "nothing while the head is in flight");
 
-    store
-        .record_attempt(head.delivery.id, attempt(AttemptStatus::Success, 200), DeliveryNext::Succeeded)
-        .await
-        .expect("record");
-    let second = store.claim_due_deliveries(t, 10, 30_000).await.expect("claim");
+    record(store, head.delivery.id, AttemptStatus::Success, 200, DeliveryNext::Succeeded).await;
+    let second = claim(store, t, 10, 30_000).await;
     assert_eq!(second.iter().map(|c| c.message.id.clone()).collect::<Vec<_>>(), vec![msg_ids[1].clone()]);
 
     // A retry later keeps the head in place: the third message waits behind it.
-    store
-        .record_attempt(second[0].delivery.id, attempt(AttemptStatus::Fail, 500), DeliveryNext::RetryAt(t + 5_000))
-        .await
-        .expect("record");
+    record(store, second[0].delivery.id, AttemptStatus::Fail, 500, DeliveryNext::RetryAt(t + 5_000)).await;
     assert!(claim_ids(store, t + 4_999, 10, 30_000).await.is_empty());
     assert_eq!(claim_ids(store, t + 5_000, 10, 30_000).await, vec![second[0].delivery.id]);
-    store
-        .record_attempt(second[0].delivery.id, attempt(AttemptStatus::Fail, 500), DeliveryNext::Dead)
-        .await
-        .expect("record");
-    let third = store.claim_due_deliveries(t + 5_000, 10, 30_000).await.expect("claim");
+    record(store, second[0].delivery.id, AttemptStatus::Fail, 500, DeliveryNext::Dead).await;
+    let third = claim(store, t + 5_000, 10, 30_000).await;
     assert_eq!(third.iter().map(|c| c.message.id.clone()).collect::<Vec<_>>(), vec![msg_ids[2].clone()]);
 }
 
@@ -138,9 +145,7 @@ async fn an_unordered_endpoint_gets_everything_due_at_once() {
     let db = TestDb::new();
     let store = &db.store;
     let owner = app(store, None).await;
-    let mut spec = endpoint_spec("https://parallel.example");
-    spec.max_concurrency = 8;
-    endpoint(store, &owner.id, spec).await;
+    unordered_endpoint(store, &owner.id, "https://parallel.example", 8).await;
     for _ in 0..5 {
         store.create_message(message(&owner.id, "user.created")).await.expect("create");
     }
@@ -166,7 +171,7 @@ async fn an_expired_lease_makes_a_delivery_claimable_again() {
     assert!(claim_ids(store, t + 999, 10, 1_000).await.is_empty(), "lease still live");
     // The worker died: once the lease ends the same delivery (still the head) is claimed again.
     assert_eq!(claim_ids(store, t + 1_000, 10, 1_000).await, first);
-    let claimed = store.claim_due_deliveries(t + 5_000, 10, 1_000).await.expect("claim");
+    let claimed = claim(store, t + 5_000, 10, 1_000).await;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].delivery.id, first[0]);
     assert_eq!(claimed[0].delivery.attempts, 0);
@@ -177,9 +182,7 @@ async fn record_attempt_moves_the_delivery_and_lists_attempts() {
     let db = TestDb::new();
     let store = &db.store;
     let owner = app(store, None).await;
-    let mut spec = endpoint_spec("https://parallel.example");
-    spec.max_concurrency = 0;
-    let target = endpoint(store, &owner.id, spec).await;
+    let target = unordered_endpoint(store, &owner.id, "https://parallel.example", 0).await;
     let (msg, _) = store.create_message(message(&owner.id, "user.created")).await.expect("create");
     let t = later();
     let delivery_id = claim_ids(store, t, 1, 30_000).await[0];
@@ -196,10 +199,7 @@ async fn record_attempt_moves_the_delivery_and_lists_attempts() {
     assert!(claim_ids(store, t + 9_999, 10, 30_000).await.is_empty());
     assert_eq!(claim_ids(store, t + 10_000, 10, 30_000).await, vec![delivery_id]);
 
-    store
-        .record_attempt(delivery_id, attempt(AttemptStatus::Success, 204), DeliveryNext::Succeeded)
-        .await
-        .expect("record");
+    record(store, delivery_id, AttemptStatus::Success, 204, DeliveryNext::Succeeded).await;
     let delivery = store.list_deliveries_for_message(&owner.id, &msg.id).await.expect("list").remove(0);
     assert_eq!((delivery.status, delivery.attempts, delivery.next_attempt_at), (DeliveryStatus::Success, 2, None));
     assert!(claim_ids(store, t + 60_000, 10, 30_000).await.is_empty(), "finished is never due");
@@ -244,7 +244,7 @@ async fn record_attempt_moves_the_delivery_and_lists_attempts() {
 async fn kill(store: &SqliteStore, now: i64) -> Vec<i64> {
     let ids = claim_ids(store, now, 100, 30_000).await;
     for id in &ids {
-        store.record_attempt(*id, attempt(AttemptStatus::Fail, 500), DeliveryNext::Dead).await.expect("record");
+        record(store, *id, AttemptStatus::Fail, 500, DeliveryNext::Dead).await;
     }
     ids
 }
@@ -254,13 +254,9 @@ async fn dead_letters_are_listed_and_replayed() {
     let db = TestDb::new();
     let store = &db.store;
     let owner = app(store, None).await;
-    let mut spec = endpoint_spec("https://parallel.example");
-    spec.max_concurrency = 10;
-    let target = endpoint(store, &owner.id, spec).await;
+    let target = unordered_endpoint(store, &owner.id, "https://parallel.example", 10).await;
     let other_app = app(store, None).await;
-    let mut spec = endpoint_spec("https://other.example");
-    spec.max_concurrency = 10;
-    endpoint(store, &other_app.id, spec).await;
+    unordered_endpoint(store, &other_app.id, "https://other.example", 10).await;
     for _ in 0..3 {
         store.create_message(message(&owner.id, "x")).await.expect("create");
     }
@@ -288,7 +284,7 @@ async fn dead_letters_are_listed_and_replayed() {
     );
 
     assert_eq!(store.replay_dead_letters(Some(&owner.id), Some(&target.id)).await.expect("replay"), 3);
-    let replayed = store.claim_due_deliveries(later(), 100, 30_000).await.expect("claim");
+    let replayed = claim(store, later(), 100, 30_000).await;
     assert_eq!(replayed.len(), 3);
     assert!(replayed.iter().all(|c| c.delivery.attempts == 0 && c.delivery.app_id == owner.id));
     assert_eq!(store.replay_dead_letters(None, None).await.expect("replay the rest"), 1);
@@ -302,9 +298,7 @@ async fn recover_and_resend_queue_fresh_manual_deliveries() {
     let db = TestDb::new();
     let store = &db.store;
     let owner = app(store, None).await;
-    let mut spec = endpoint_spec("https://parallel.example");
-    spec.max_concurrency = 10;
-    let target = endpoint(store, &owner.id, spec).await;
+    let target = unordered_endpoint(store, &owner.id, "https://parallel.example", 10).await;
     let mut msgs = Vec::new();
     for _ in 0..4 {
         msgs.push(store.create_message(message(&owner.id, "x")).await.expect("create").0);
@@ -312,7 +306,7 @@ async fn recover_and_resend_queue_fresh_manual_deliveries() {
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
     let t = later();
-    let claimed = store.claim_due_deliveries(t, 10, 30_000).await.expect("claim");
+    let claimed = claim(store, t, 10, 30_000).await;
     // The first two die, the last two succeed.
     for c in &claimed {
         let next = if c.message.id == msgs[0].id || c.message.id == msgs[1].id {
@@ -320,21 +314,18 @@ async fn recover_and_resend_queue_fresh_manual_deliveries() {
         } else {
             DeliveryNext::Succeeded
         };
-        store.record_attempt(c.delivery.id, attempt(AttemptStatus::Fail, 500), next).await.expect("record");
+        record(store, c.delivery.id, AttemptStatus::Fail, 500, next).await;
     }
 
     // Only the window [msgs[1], ...) and only the dead: one message.
     let recovered =
         store.recover_endpoint(&owner.id, &target.id, msgs[1].created_at, None, false).await.expect("recover");
     assert_eq!(recovered, 1);
-    let again = store.claim_due_deliveries(later(), 10, 30_000).await.expect("claim");
+    let again = claim(store, later(), 10, 30_000).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].message.id, msgs[1].id);
     assert_eq!(again[0].delivery.trigger, TriggerType::Manual);
-    store
-        .record_attempt(again[0].delivery.id, attempt(AttemptStatus::Success, 200), DeliveryNext::Succeeded)
-        .await
-        .expect("record");
+    record(store, again[0].delivery.id, AttemptStatus::Success, 200, DeliveryNext::Succeeded).await;
     // The replaced dead delivery is no dead letter any more; the first one still is.
     let dead = store.list_dead_letters(Some(&owner.id), PageRequest::first(10, Order::Ascending)).await.expect("list");
     assert_eq!(dead.data.iter().map(|d| d.msg_id.clone()).collect::<Vec<_>>(), vec![msgs[0].id.clone()]);
@@ -342,7 +333,7 @@ async fn recover_and_resend_queue_fresh_manual_deliveries() {
     // `all` takes every finished message of the window, in message order.
     let recovered = store.recover_endpoint(&owner.id, &target.id, 0, None, true).await.expect("recover all");
     assert_eq!(recovered, 4);
-    let all = store.claim_due_deliveries(later(), 10, 30_000).await.expect("claim");
+    let all = claim(store, later(), 10, 30_000).await;
     assert_eq!(
         all.iter().map(|c| c.message.id.clone()).collect::<Vec<_>>(),
         msgs.iter().map(|m| m.id.clone()).collect::<Vec<_>>()
@@ -351,7 +342,7 @@ async fn recover_and_resend_queue_fresh_manual_deliveries() {
     assert_eq!(store.recover_endpoint(&owner.id, &target.id, 0, None, true).await.expect("recover"), 0);
 
     store.resend(&owner.id, &msgs[3].id, &target.id).await.expect("resend");
-    let resent = store.claim_due_deliveries(later(), 10, 30_000).await.expect("claim");
+    let resent = claim(store, later(), 10, 30_000).await;
     assert_eq!(resent.len(), 1);
     assert_eq!((resent[0].message.id.as_str(), resent[0].delivery.trigger), (msgs[3].id.as_str(), TriggerType::Manual));
     assert!(matches!(store.resend(&owner.id, "msg_missing", &target.id).await, Err(StoreError::NotFound(_))));
@@ -369,13 +360,10 @@ async fn a_resend_to_an_ordered_endpoint_waits_behind_its_queue() {
     store.resend(&owner.id, &first.id, &target.id).await.expect("resend");
     let mut order = Vec::new();
     for _ in 0..3 {
-        let claimed = store.claim_due_deliveries(later(), 10, 30_000).await.expect("claim");
+        let claimed = claim(store, later(), 10, 30_000).await;
         assert_eq!(claimed.len(), 1);
         order.push(claimed[0].message.id.clone());
-        store
-            .record_attempt(claimed[0].delivery.id, attempt(AttemptStatus::Success, 200), DeliveryNext::Succeeded)
-            .await
-            .expect("record");
+        record(store, claimed[0].delivery.id, AttemptStatus::Success, 200, DeliveryNext::Succeeded).await;
     }
     assert_eq!(order, vec![first.id.clone(), second.id, first.id]);
 }
