@@ -172,7 +172,7 @@ impl Default for ClientConfig {
             queue_max_bytes: 1 << 20,
             queue_max_messages: 4096,
             max_frame_bytes: 64 * 1024,
-            max_out_frame_bytes: 256 * 1024,
+            max_out_frame_bytes: 64 * 1024,
             read_buffer_bytes: 1024,
             write_buffer_bytes: 1024,
             max_channels_per_connection: 128,

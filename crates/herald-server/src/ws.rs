@@ -73,7 +73,8 @@ impl Timers {
 async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
     // The HTTP connection's slot was released when it handed the socket over; hold one here.
     let _slot = crate::http::ConnectionSlot::acquire(&app.open_connections, usize::MAX);
-    let metrics = app.hub.metrics().clone();
+    let app_for_metrics = app.clone();
+    let metrics = app_for_metrics.hub.metrics();
     metrics.connections.increment(1.0);
     metrics.connections_opened.increment(1);
     let mut session = Session::new(app.clone(), protocol);
@@ -105,7 +106,7 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
                 shared.outbox.close(Disconnect::SHUTDOWN);
             }
             _ = shared.outbox.ready() => {
-                let mut writer = Writer { socket: &mut socket, protocol, frame: &mut frame, items: &mut items, max_frame, metrics: &metrics };
+                let mut writer = Writer { socket: &mut socket, protocol, frame: &mut frame, items: &mut items, max_frame, metrics };
                 // A client that stops reading blocks the write; give up when its queue overflows
                 // meanwhile (3008) or when the write takes longer than a ping interval.
                 let result = tokio::select! {
