@@ -6,7 +6,8 @@
 //! and its URL must pass the server's SSRF guard ([`crate::SvixState::check_url`]); both are
 //! checked after the body's own validation and before anything is written. A missing `secret`
 //! is generated (`whsec_` + 32 random bytes). Deliveries keep message order per endpoint
-//! (`max_concurrency` 1) unless the store says otherwise; this API does not change it.
+//! (`max_concurrency` 1) unless created or changed with the Herald extension `maxConcurrency`
+//! (1 to 1000 deliveries in flight; above 1, message order is not kept).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,7 +59,23 @@ struct EndpointInput {
     event_types: Option<Vec<String>>,
     channels: Option<Vec<String>>,
     rate_limit: Option<u32>,
+    max_concurrency: u32,
     metadata: BTreeMap<String, String>,
+}
+
+/// Most deliveries in flight to one endpoint that `maxConcurrency` may allow.
+const MAX_CONCURRENCY_LIMIT: u64 = 1000;
+
+/// Herald extension `maxConcurrency`: deliveries in flight at once; 1 keeps message order.
+fn max_concurrency(value: u64, errors: &mut Vec<ValidationItem>) -> u32 {
+    if (1..=MAX_CONCURRENCY_LIMIT).contains(&value) {
+        return value as u32;
+    }
+    errors.push(ValidationItem::value(
+        &["body", "maxConcurrency"],
+        "maxConcurrency must be between 1 (ordered delivery) and 1000",
+    ));
+    DEFAULT_MAX_CONCURRENCY
 }
 
 fn parse_endpoint_in(body: &mut JsonBody) -> EndpointInput {
@@ -79,9 +96,22 @@ fn parse_endpoint_in(body: &mut JsonBody) -> EndpointInput {
         .optional::<Vec<String>>(&["channels"])
         .map(|channels| validate::endpoint_channels(channels, &["body", "channels"], &mut errors));
     let rate_limit = RateFields::read(body, "Endpoint", &mut errors).value();
+    let max_concurrency =
+        body.optional::<u64>(&["maxConcurrency"]).map_or(DEFAULT_MAX_CONCURRENCY, |v| max_concurrency(v, &mut errors));
     let metadata = metadata_field(body, &mut errors).unwrap_or_default();
     body.extend(errors);
-    EndpointInput { uid, url, description, version, disabled, event_types, channels, rate_limit, metadata }
+    EndpointInput {
+        uid,
+        url,
+        description,
+        version,
+        disabled,
+        event_types,
+        channels,
+        rate_limit,
+        max_concurrency,
+        metadata,
+    }
 }
 
 fn version(value: u64, errors: &mut Vec<ValidationItem>) -> i32 {
@@ -163,7 +193,7 @@ async fn create_endpoint(
         secret: secret.unwrap_or_else(validate::generate_secret),
         headers,
         rate_limit: input.rate_limit,
-        max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: input.max_concurrency,
         metadata: input.metadata,
     };
     Ok(inner.store().create_endpoint(&app.id, new).await?)
@@ -232,6 +262,7 @@ async fn update(
         event_types: input.event_types,
         channels: input.channels,
         rate_limit: input.rate_limit,
+        max_concurrency: input.max_concurrency,
         metadata: input.metadata,
         ..update_from(&existing)
     };
@@ -263,6 +294,7 @@ async fn patch(
         .field::<Vec<String>>(&["channels"])
         .map(|channels| validate::endpoint_channels(channels, &["body", "channels"], &mut errors));
     let rate_limit = RateFields::read(&mut body, "Endpoint", &mut errors);
+    let concurrency = body.non_null::<u64>("maxConcurrency").map(|v| max_concurrency(v, &mut errors));
     let metadata = metadata_field(&mut body, &mut errors);
     body.extend(errors);
     body.finish()?;
@@ -291,6 +323,9 @@ async fn patch(
     event_types.apply_to(&mut update.event_types);
     channels.apply_to(&mut update.channels);
     rate_limit.apply_to(&mut update.rate_limit);
+    if let Some(concurrency) = concurrency {
+        update.max_concurrency = concurrency;
+    }
     if let Some(metadata) = metadata {
         update.metadata = metadata;
     }

@@ -145,11 +145,18 @@ pub(crate) struct EndpointOut {
     pub common: EndpointCommonOut,
     pub id: String,
     pub metadata: BTreeMap<String, String>,
+    /// Herald extension: deliveries in flight at once (1 keeps message order).
+    pub max_concurrency: u32,
 }
 
 impl From<Endpoint> for EndpointOut {
     fn from(endpoint: Endpoint) -> Self {
-        Self { common: EndpointCommonOut::new(&endpoint), id: endpoint.id, metadata: endpoint.metadata }
+        Self {
+            common: EndpointCommonOut::new(&endpoint),
+            id: endpoint.id,
+            metadata: endpoint.metadata,
+            max_concurrency: endpoint.max_concurrency,
+        }
     }
 }
 

@@ -249,3 +249,37 @@ async fn ed25519_endpoint_gets_v1a_signatures() {
             .await;
     assert_eq!(status, 422);
 }
+
+#[tokio::test]
+async fn max_concurrency_is_settable_and_validated() {
+    let app = TestApp::start().await;
+    let (_receiver, url) = TestReceiver::start(vec![]).await;
+    management(&app, reqwest::Method::POST, "/app", Some(json!({ "name": "C", "uid": "c" }))).await;
+    let (status, endpoint) =
+        management(&app, reqwest::Method::POST, "/app/c/endpoint", Some(json!({ "url": url }))).await;
+    assert_eq!(status, 201);
+    assert_eq!(endpoint["maxConcurrency"], json!(1), "ordered by default");
+    let id = endpoint["id"].as_str().expect("id").to_owned();
+    let (status, patched) = management(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/app/c/endpoint/{id}"),
+        Some(json!({ "maxConcurrency": 16 })),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["maxConcurrency"], json!(16));
+    let (status, body) = management(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/app/c/endpoint/{id}"),
+        Some(json!({ "maxConcurrency": 0 })),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, created) =
+        management(&app, reqwest::Method::POST, "/app/c/endpoint", Some(json!({ "url": url, "maxConcurrency": 8 })))
+            .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["maxConcurrency"], json!(8));
+}

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::helpers::{BLOCKED_HOST, TestApp, assert_timestamp, keys};
 
-const ENDPOINT_KEYS: [&str; 14] = [
+const ENDPOINT_KEYS: [&str; 15] = [
     "channels",
     "createdAt",
     "description",
@@ -14,6 +14,8 @@ const ENDPOINT_KEYS: [&str; 14] = [
     "eventTypes",
     "filterTypes",
     "id",
+    // Herald extension.
+    "maxConcurrency",
     "metadata",
     "rateLimit",
     "throttleRate",
