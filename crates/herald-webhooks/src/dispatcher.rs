@@ -7,8 +7,9 @@
 //!
 //! - **Waking.** The loop claims when woken by [`DispatcherHandle::notify`] (the publish path
 //!   calls it after a message commits, so delivery starts within milliseconds), when a delivery
-//!   settles (the next message of an in-order endpoint only becomes claimable then), and every
-//!   `poll_interval` (retries falling due, other nodes' expired leases).
+//!   settles (the next message of an in-order endpoint only becomes claimable then), when a
+//!   retry scheduled here falls due sooner than the next poll, and every `poll_interval`
+//!   (later retries, other nodes' expired leases).
 //! - **Bounds.** At most `2 * workers` deliveries are held in memory (claimed, not settled), and
 //!   at most `workers` HTTP requests are in flight. The loop claims no more than the free room,
 //!   so a slow or throttled endpoint cannot make it claim without bound. The extra room lets
@@ -384,6 +385,19 @@ impl Shared {
         };
         if !self.record(claimed.delivery.id, attempt, next).await {
             return;
+        }
+        if let DeliveryNext::RetryAt(at) = next {
+            // Wake the claim loop when this retry falls due rather than at the next poll: short
+            // retry delays (and ordered endpoints, whose later messages wait behind this one)
+            // would otherwise wait up to `poll_interval`.
+            let wake = Arc::clone(&self.wake);
+            let delay = Duration::from_millis(u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0));
+            if delay < self.config.poll_interval {
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    wake.notify_one();
+                });
+            }
         }
         if next == DeliveryNext::Dead {
             metrics::counter!("herald_webhook_deliveries_dead_total").increment(1);
