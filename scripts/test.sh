@@ -27,4 +27,9 @@ step "SDK conformance (centrifuge-js, centrifuge-python, cent)"
 cargo build -p herald --locked
 HERALD_BIN="$PWD/target/debug/herald" conformance/run.sh
 
+step "benchmark suite, quick (every scenario, small; figures from here are not reported)"
+cargo build -p herald -p herald-bench --locked
+HERALD_BIN="$PWD/target/debug/herald" HERALD_BENCH_BIN="$PWD/target/debug/herald-bench" RUN_ID=ci-quick \
+  bench/run.sh quick
+
 step "all tests passed"

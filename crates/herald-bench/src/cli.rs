@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::proto::{Codec, Kind, Proto};
+use crate::publish::PubTarget;
 use crate::util::parse_duration;
 
 #[derive(Parser, Debug)]
@@ -21,6 +23,18 @@ pub enum Command {
     Idle(IdleArgs),
     /// N subscribers on one channel, publish through the HTTP API, report throughput/latency/loss.
     Fanout(FanoutArgs),
+    /// Server API publish requests/s and latency (closed loop, many keep-alive connections).
+    Api(crate::scenario::api::ApiArgs),
+    /// The same publish load driven by `wrk` through a generated Lua script.
+    Wrk(crate::scenario::wrk::WrkArgs),
+    /// Webhook deliveries/s and latency to an in-tool receiver, every attempt checked.
+    Webhook(crate::scenario::webhook::WebhookArgs),
+    /// Exec to ready time, idle RSS and binary size.
+    Coldstart(crate::scenario::coldstart::ColdstartArgs),
+    /// Runs every scenario against Herald and the installed peers (see bench/run.sh).
+    Suite(crate::suite::SuiteArgs),
+    /// Renders bench/REPORT.md and the charts from a results directory.
+    Report(crate::render::ReportArgs),
 }
 
 /// How many loopback source addresses to spread client sockets over.
@@ -92,6 +106,62 @@ pub struct ConnArgs {
     /// Deadline for one connection's whole handshake.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// Server family: herald, or a peer kind (raw-ws, socketio, pusher, nchan). For peers `--url`
+    /// is the WebSocket URL template (`{channel}` is replaced by the connection's channel).
+    #[arg(long, value_enum, default_value = "herald")]
+    pub kind: Kind,
+    /// Herald's codec: json, or protobuf (the `centrifuge-protobuf` subprotocol).
+    #[arg(long = "protocol", value_enum, default_value = "json")]
+    pub codec: Codec,
+    /// Peers: publish URL (`http://host:port/path`, `{channel}` replaced); Herald uses `--api`.
+    #[arg(long, default_value = "")]
+    pub publish_url: String,
+    /// Pusher peers: application id, key and secret.
+    #[arg(long, default_value = "")]
+    pub app_id: String,
+    #[arg(long, default_value = "")]
+    pub app_key: String,
+    #[arg(long, default_value = "")]
+    pub app_secret: String,
+}
+
+impl ConnArgs {
+    /// ConnArgs for a target URL with every other option at its default.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            token: None,
+            source_ips: SourceIps::Auto,
+            connect_concurrency: 100,
+            connect_timeout: Duration::from_secs(15),
+            kind: Kind::Herald,
+            codec: Codec::Json,
+            publish_url: String::new(),
+            app_id: String::new(),
+            app_key: String::new(),
+            app_secret: String::new(),
+        }
+    }
+
+    pub fn proto(&self) -> Proto {
+        Proto { kind: self.kind, codec: self.codec, app_key: self.app_key.clone() }
+    }
+
+    /// The publishing side: Herald's API at `api` (with `api_key`), or the peer's publish URL.
+    pub async fn pub_target(&self, api: &str, api_key: &str) -> anyhow::Result<PubTarget> {
+        match self.kind {
+            Kind::Herald => Ok(PubTarget::herald(crate::http::ApiBase::resolve(api).await?, api_key)),
+            k => PubTarget::peer(k, &self.publish_url, &self.app_id, &self.app_key, &self.app_secret).await,
+        }
+    }
+
+    /// Short description for the report: `herald/json`, `pusher`, ...
+    pub fn describe(&self) -> String {
+        match self.kind {
+            Kind::Herald => format!("herald/{}", if self.codec == Codec::Json { "json" } else { "protobuf" }),
+            k => k.name().to_string(),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -161,7 +231,7 @@ pub struct FanoutArgs {
     /// Size of the publication's `data` JSON in bytes (at least ~34: `{"t":<19 digits>,"pad":""}`).
     #[arg(long, default_value_t = 64)]
     pub payload_bytes: usize,
-    /// Concurrent keep-alive publisher connections (default: 4 for `max`, rate/500 rounded up, at least 2, otherwise).
+    /// Concurrent keep-alive publisher connections (default: 4 for `max`, rate/100 rounded up, 2 to 64, otherwise).
     #[arg(long)]
     pub publishers: Option<usize>,
     /// Server process to sample CPU (/proc/PID/stat) and RSS from.
@@ -176,9 +246,45 @@ pub struct FanoutArgs {
     /// ... and stop waiting once no delivery arrived for this long.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub drain_idle: Duration,
+    /// Many-channels mode: subscriber i joins its own channel `<channel>-<i>` as well as the
+    /// shared `<channel>`; publications go to a pseudo-random own channel, every
+    /// `--shared-every`-th one to the shared channel.
+    #[arg(long)]
+    pub own_channels: bool,
+    /// In many-channels mode, every K-th publication goes to the shared channel (0: never).
+    #[arg(long, default_value_t = 100)]
+    pub shared_every: u64,
+    /// Churn: this many extra tasks connect, subscribe and disconnect in a loop while publishing.
+    #[arg(long, default_value_t = 0)]
+    pub churn: usize,
     /// Write the JSON result here as well as to stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+impl FanoutArgs {
+    /// Arguments with defaults for everything but the target and the load.
+    pub fn new(conn: ConnArgs, api: &str, api_key: &str, subs: usize, rate: Rate, duration: Duration) -> Self {
+        Self {
+            conn,
+            api: api.to_string(),
+            api_key: api_key.to_string(),
+            subs,
+            channel: "bench".into(),
+            rate,
+            duration,
+            payload_bytes: 64,
+            publishers: None,
+            server_pid: None,
+            sub_tasks: 64,
+            drain_max: Duration::from_secs(30),
+            drain_idle: Duration::from_secs(2),
+            own_channels: false,
+            shared_every: 100,
+            churn: 0,
+            out: None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -206,7 +312,7 @@ mod tests {
                 assert_eq!(a.rate, Rate::PerSec(100.0));
                 assert_eq!(a.duration, Duration::from_secs(2));
             }
-            Command::Idle(_) => panic!("wrong subcommand"),
+            _ => panic!("wrong subcommand"),
         }
     }
 }

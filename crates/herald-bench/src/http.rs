@@ -87,6 +87,22 @@ impl ApiClient {
         );
         self.req.extend_from_slice(head.as_bytes());
         self.req.extend_from_slice(body);
+        self.exchange().await
+    }
+
+    /// Sends a complete, pre-rendered HTTP/1.1 request (head and body) and reads the response.
+    pub async fn send_raw(&mut self, request: &[u8]) -> Result<Response> {
+        self.req.clear();
+        self.req.extend_from_slice(request);
+        self.exchange().await
+    }
+
+    /// Host header value of this client's base URL.
+    pub fn host(&self) -> &str {
+        &self.base.host
+    }
+
+    async fn exchange(&mut self) -> Result<Response> {
         let reused = self.stream.is_some();
         match self.round_trip().await {
             Ok(r) => Ok(r),

@@ -8,13 +8,19 @@
 //! - [`report`]: progress lines, JSON output, human summaries;
 //! - [`scenario`]: one module per measurement (`idle`, `fanout`).
 
+#![recursion_limit = "256"]
+
 pub mod centrifugo;
 pub mod cli;
 pub mod http;
 pub mod metrics;
 pub mod procfs;
+pub mod proto;
+pub mod publish;
+pub mod render;
 pub mod report;
 pub mod scenario;
+pub mod suite;
 pub mod util;
 
 /// Runs the chosen subcommand and emits its report.
@@ -33,5 +39,27 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             let result = scenario::fanout::run(args).await?;
             report::emit(&result, out.as_deref())
         }
+        cli::Command::Api(args) => {
+            let out = args.out.clone();
+            let result = scenario::api::run(args).await?;
+            report::emit(&result, out.as_deref())
+        }
+        cli::Command::Wrk(args) => {
+            let out = args.out.clone();
+            let result = scenario::wrk::run(args).await?;
+            report::emit(&result, out.as_deref())
+        }
+        cli::Command::Webhook(args) => {
+            let out = args.out.clone();
+            let result = scenario::webhook::run(args).await?;
+            report::emit(&result, out.as_deref())
+        }
+        cli::Command::Coldstart(args) => {
+            let out = args.out.clone();
+            let result = scenario::coldstart::run(args).await?;
+            report::emit(&result, out.as_deref())
+        }
+        cli::Command::Suite(args) => suite::run(args).await,
+        cli::Command::Report(args) => render::run(args),
     }
 }

@@ -30,6 +30,11 @@ pub fn unix_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
+/// Wall-clock time as Unix seconds.
+pub fn unix_secs() -> u64 {
+    unix_nanos() / 1_000_000_000
+}
+
 /// `12.3 KiB`-style rendering of a byte count.
 pub fn human_bytes(b: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];

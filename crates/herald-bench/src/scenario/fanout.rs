@@ -15,17 +15,22 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use super::{DialCounters, DialPlan, FrameHandler, check_fd_budget, dial_many, resolve_source_ips, spawn_groups};
+use super::{
+    DialCounters, DialPlan, FrameHandler, check_fd_budget, dial_many, resolve_source_ips, spawn_groups, unsupported,
+};
 use crate::centrifugo::{self, Session, Target};
 use crate::cli::{FanoutArgs, Rate};
-use crate::http::{ApiBase, ApiClient};
+use crate::http::ApiClient;
 use crate::metrics::Latency;
 use crate::procfs::{self, Snapshot};
+use crate::proto::Proto;
+use crate::publish::PubTarget;
 use crate::report::{ErrorSample, Progress, say};
 use crate::util::{human_bytes, round, unix_nanos};
 
 /// Subscriber-side frame handler: counts publications and records their latency.
 pub struct SubHandler {
+    pub proto: Arc<Proto>,
     pub latency: Latency,
     pub without_t: u64,
     delivered: Arc<AtomicU64>,
@@ -34,11 +39,11 @@ pub struct SubHandler {
 
 impl FrameHandler for SubHandler {
     #[inline]
-    fn on_frame(&mut self, frame: &[u8]) -> u32 {
+    fn on_frame(&mut self, frame: &[u8], binary: bool) -> u32 {
         let now = unix_nanos();
         let mut with_t = 0u32;
         let latency = &mut self.latency;
-        let scan = centrifugo::scan_frame(frame, |t| {
+        let scan = self.proto.scan(frame, binary, |t| {
             with_t += 1;
             latency.record_ns(now.saturating_sub(t));
         });
@@ -51,7 +56,7 @@ impl FrameHandler for SubHandler {
     }
 }
 
-/// Pre-rendered publish body around the timestamp: `{"channel":..,"data":{"t":` + t + `,"pad":".."}}`.
+/// The published body around the timestamp: `{"t":` + t + `,"pad":".."}` (the publication's data).
 #[derive(Clone)]
 pub struct PublishBody {
     prefix: Vec<u8>,
@@ -59,13 +64,12 @@ pub struct PublishBody {
 }
 
 impl PublishBody {
-    /// `payload_bytes` is the size of the `data` object (with a 19-digit timestamp).
-    pub fn new(channel: &str, payload_bytes: usize) -> Self {
-        let prefix = format!("{{\"channel\":{},\"data\":{{\"t\":", serde_json::Value::String(channel.to_string()));
+    /// `payload_bytes` is the size of the body (with a 19-digit timestamp).
+    pub fn new(payload_bytes: usize) -> Self {
         // {"t":<19>,"pad":"<pad>"}  = 5 + 19 + 8 + pad + 2
         let pad = payload_bytes.saturating_sub(34);
-        let suffix = format!(",\"pad\":\"{}\"}}}}", "x".repeat(pad));
-        Self { prefix: prefix.into_bytes(), suffix: suffix.into_bytes() }
+        let suffix = format!(",\"pad\":\"{}\"}}", "x".repeat(pad));
+        Self { prefix: b"{\"t\":".to_vec(), suffix: suffix.into_bytes() }
     }
 
     pub fn render(&self, t: u64, out: &mut Vec<u8>) {
@@ -77,16 +81,41 @@ impl PublishBody {
 }
 
 #[derive(Clone, Copy)]
-struct Schedule {
-    duration: Duration,
-    t0: Instant,
-    start_unix: u64,
+pub(crate) struct Schedule {
+    pub(crate) duration: Duration,
+    pub(crate) t0: Instant,
+    pub(crate) start_unix: u64,
 }
 
 #[derive(Default)]
 struct PubCounters {
     ok: AtomicU64,
+    /// Accepted publications that went to the shared channel (many-channels mode).
+    shared_ok: AtomicU64,
     failed: AtomicU64,
+    /// Next message index (max-rate mode).
+    next: AtomicU64,
+}
+
+/// Which channel publication `i` goes to.
+#[derive(Clone)]
+pub struct Picker {
+    pub channel: String,
+    /// Many-channels mode: number of own channels (0 = single-channel fan-out).
+    pub own: u64,
+    pub shared_every: u64,
+}
+
+impl Picker {
+    /// `(channel, is_shared)`.
+    pub fn pick(&self, i: u64) -> (String, bool) {
+        if self.own == 0 || (self.shared_every > 0 && i.is_multiple_of(self.shared_every)) {
+            return (self.channel.clone(), true);
+        }
+        // A cheap bijective-ish scramble so consecutive publications hit different channels.
+        let j = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17;
+        (format!("{}-{}", self.channel, j % self.own), false)
+    }
 }
 
 struct PubResult {
@@ -103,7 +132,7 @@ type DueQueue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<u64>>>;
 /// where tokio's timer wheel would add up to a millisecond to every send (and so to every
 /// measured latency). Message `i` is due at `t0 + i/rate`; indices pile up in the queue while
 /// all publishers are busy, and are then sent late but stamped with their intended time.
-fn pacer(rate: f64, sched: Schedule, tx: mpsc::UnboundedSender<u64>) {
+pub(crate) fn pacer(rate: f64, sched: Schedule, tx: mpsc::UnboundedSender<u64>) {
     let duration_ns = sched.duration.as_nanos() as u64;
     for i in 0u64.. {
         let offset_ns = (i as f64 * 1e9 / rate) as u64;
@@ -121,38 +150,47 @@ fn pacer(rate: f64, sched: Schedule, tx: mpsc::UnboundedSender<u64>) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn publisher(
     sched: Schedule,
     rate: Rate,
     due: Option<DueQueue>,
     body: PublishBody,
+    target: PubTarget,
+    picker: Picker,
     mut client: ApiClient,
     c: Arc<PubCounters>,
 ) -> PubResult {
     let mut res = PubResult { rtt: Latency::new(), max_lag_ns: 0, errors: ErrorSample::default(), connects: 0 };
     let mut buf = Vec::with_capacity(256);
+    let mut req = Vec::with_capacity(512);
     loop {
-        let t = match (rate, &due) {
+        let (i, t) = match (rate, &due) {
             (Rate::PerSec(rate), Some(due)) => {
                 let next = due.lock().await.recv().await;
                 let Some(i) = next else { break };
                 let offset_ns = (i as f64 * 1e9 / rate) as u64;
                 let lag = sched.t0.elapsed().as_nanos() as u64;
                 res.max_lag_ns = res.max_lag_ns.max(lag.saturating_sub(offset_ns));
-                sched.start_unix + offset_ns
+                (i, sched.start_unix + offset_ns)
             }
             _ => {
                 if sched.t0.elapsed() >= sched.duration {
                     break;
                 }
-                unix_nanos()
+                (c.next.fetch_add(1, Ordering::Relaxed), unix_nanos())
             }
         };
+        let (channel, shared) = picker.pick(i);
         body.render(t, &mut buf);
+        target.render(&channel, &buf, &None, &mut req);
         let sent = Instant::now();
-        match client.post_json("/api/publish", &buf).await {
-            Ok(r) if r.is_api_success() => {
+        match client.send_raw(&req).await {
+            Ok(r) if target.accepted(&r) => {
                 c.ok.fetch_add(1, Ordering::Relaxed);
+                if shared {
+                    c.shared_ok.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Ok(r) => {
                 c.failed.fetch_add(1, Ordering::Relaxed);
@@ -172,10 +210,48 @@ async fn publisher(
     res
 }
 
+/// Churn: connect + subscribe + disconnect in a loop until `stop`; returns (cycles, failures, errors).
+#[allow(clippy::too_many_arguments)]
+async fn churner(
+    k: usize,
+    proto: Arc<Proto>,
+    target: Target,
+    channel: String,
+    token: Option<String>,
+    source_ips: u32,
+    timeout: Duration,
+    stop: watch::Receiver<bool>,
+    cycles: Arc<AtomicU64>,
+) -> (u64, ErrorSample) {
+    use futures_util::SinkExt;
+    let mut failed = 0;
+    let mut errors = ErrorSample::default();
+    let mut n = k as u32;
+    while !*stop.borrow() {
+        let source = (source_ips > 0).then(|| centrifugo::loopback_source(n % source_ips));
+        n = n.wrapping_add(7);
+        let session = Session { token: token.clone(), channels: vec![channel.clone()] };
+        match proto.dial(&target, source, &session, timeout).await {
+            Ok(mut ws) => {
+                let _ = ws.send(tokio_tungstenite::tungstenite::Message::Close(None)).await;
+                drop(ws);
+                cycles.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                failed += 1;
+                errors.add(format!("{e:#}"));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    (failed, errors)
+}
+
 fn default_publishers(rate: Rate) -> usize {
     match rate {
         Rate::Max => 4,
-        Rate::PerSec(r) => ((r / 500.0).ceil() as usize).clamp(2, 64),
+        // Enough connections that a few ms of round trip does not hold the schedule back.
+        Rate::PerSec(r) => ((r / 100.0).ceil() as usize).clamp(2, 64),
     }
 }
 
@@ -195,20 +271,34 @@ pub async fn run(args: FanoutArgs) -> Result<Value> {
         bail!("--subs must be at least 1");
     }
     let publishers = args.publishers.unwrap_or_else(|| default_publishers(args.rate)).max(1);
-    check_fd_budget(args.subs + publishers, "fewer --subs per process")?;
-    let target = Target::resolve(&args.conn.url).await?;
-    let api = ApiBase::resolve(&args.api).await?;
+    check_fd_budget(args.subs + publishers + args.churn, "fewer --subs per process")?;
+    let proto = Arc::new(args.conn.proto());
+    if args.own_channels && !proto.kind.multi_channel() {
+        return Err(unsupported(format!("{} takes one channel per connection", proto.kind.name())));
+    }
+    let template_target = Target::resolve(&args.conn.url.replace("{channel}", "x")).await?;
+    let target = Target { url: args.conn.url.clone(), addr: template_target.addr };
+    let pub_target = args.conn.pub_target(&args.api, &args.api_key).await?;
+    if args.own_channels && !pub_target.per_channel() {
+        return Err(unsupported("the publish endpoint does not name a channel"));
+    }
     let source_ips = resolve_source_ips(args.conn.source_ips, &target, args.subs);
     let pid = args.server_pid;
-    let body = PublishBody::new(&args.channel, args.payload_bytes);
+    let body = PublishBody::new(args.payload_bytes);
+    let picker = Picker {
+        channel: args.channel.clone(),
+        own: if args.own_channels { args.subs as u64 } else { 0 },
+        shared_every: args.shared_every,
+    };
 
-    // Fail fast on a wrong key or URL (nobody is subscribed yet, so this publication reaches no one).
+    // Fail fast on a wrong key or URL (on a channel nobody subscribes to).
     {
-        let mut probe = ApiClient::new(api.clone(), &args.api_key);
-        let mut buf = Vec::new();
+        let mut probe = ApiClient::new(pub_target.base.clone(), "");
+        let (mut buf, mut req) = (Vec::new(), Vec::new());
         body.render(unix_nanos(), &mut buf);
-        let r = probe.post_json("/api/publish", &buf).await?;
-        if !r.is_api_success() {
+        pub_target.render(&format!("{}-probe", args.channel), &buf, &None, &mut req);
+        let r = probe.send_raw(&req).await?;
+        if !pub_target.accepted(&r) {
             bail!("probe publish failed: HTTP {} {}", r.status, String::from_utf8_lossy(&r.body));
         }
     }
@@ -234,13 +324,21 @@ pub async fn run(args: FanoutArgs) -> Result<Value> {
     let channel = args.channel.clone();
     let token = args.conn.token.clone();
     let plan = DialPlan {
-        target,
+        target: target.clone(),
         index_offset: 0,
         count: args.subs,
         source_ips,
         concurrency: args.conn.connect_concurrency,
         timeout: args.conn.connect_timeout,
-        session: Arc::new(move |_| Session { token: token.clone(), channels: vec![channel.clone()] }),
+        session: if args.own_channels {
+            Arc::new(move |i| Session {
+                token: token.clone(),
+                channels: vec![format!("{channel}-{i}"), channel.clone()],
+            })
+        } else {
+            Arc::new(move |_| Session { token: token.clone(), channels: vec![channel.clone()] })
+        },
+        proto: proto.clone(),
     };
     let outcome = dial_many(plan, counters).await;
     drop(progress);
@@ -259,7 +357,9 @@ pub async fn run(args: FanoutArgs) -> Result<Value> {
     let closed = Arc::new(AtomicU64::new(0));
     let mut groups = {
         let (d, l) = (delivered.clone(), last_delivery_ns.clone());
-        spawn_groups(outcome.conns, args.sub_tasks, &stop_rx, &closed, move || SubHandler {
+        let proto = proto.clone();
+        spawn_groups(outcome.conns, args.sub_tasks, &stop_rx, &closed, proto.pong(), move || SubHandler {
+            proto: proto.clone(),
             latency: Latency::new(),
             without_t: 0,
             delivered: d.clone(),
@@ -291,10 +391,36 @@ pub async fn run(args: FanoutArgs) -> Result<Value> {
     let t0 = sched.t0;
     let timeline: Arc<Mutex<Vec<Tick>>> = Arc::new(Mutex::new(Vec::new()));
     let progress = start_progress(&timeline, &pubc, &delivered, subs as u64, pid, snap0);
+    let churn_cycles = Arc::new(AtomicU64::new(0));
+    let (churn_stop_tx, churn_stop_rx) = watch::channel(false);
+    let mut churn_tasks = tokio::task::JoinSet::new();
+    for k in 0..args.churn {
+        let ch = if args.own_channels { format!("{}-churn-{k}", args.channel) } else { args.channel.clone() };
+        churn_tasks.spawn(churner(
+            k,
+            proto.clone(),
+            target.clone(),
+            ch,
+            args.conn.token.clone(),
+            source_ips,
+            args.conn.connect_timeout,
+            churn_stop_rx.clone(),
+            churn_cycles.clone(),
+        ));
+    }
     let mut pub_tasks = tokio::task::JoinSet::new();
     for _ in 0..publishers {
-        let client = ApiClient::new(api.clone(), &args.api_key);
-        pub_tasks.spawn(publisher(sched, args.rate, due.clone(), body.clone(), client, pubc.clone()));
+        let client = ApiClient::new(pub_target.base.clone(), "");
+        pub_tasks.spawn(publisher(
+            sched,
+            args.rate,
+            due.clone(),
+            body.clone(),
+            pub_target.clone(),
+            picker.clone(),
+            client,
+            pubc.clone(),
+        ));
     }
     let mut rtt = Latency::new();
     let mut max_lag_ns = 0;
@@ -309,8 +435,19 @@ pub async fn run(args: FanoutArgs) -> Result<Value> {
         }
     }
     let pub_secs = t0.elapsed().as_secs_f64();
+    let _ = churn_stop_tx.send(true);
+    let cycles = churn_cycles.load(Ordering::Relaxed);
+    let mut churn_failed = 0;
+    let mut churn_errors = ErrorSample::default();
+    while let Some(r) = churn_tasks.join_next().await {
+        if let Ok((f, e)) = r {
+            churn_failed += f;
+            churn_errors.merge(e);
+        }
+    }
     let published = pubc.ok.load(Ordering::Relaxed);
-    let expected = published * subs as u64;
+    let shared = pubc.shared_ok.load(Ordering::Relaxed);
+    let expected = shared * subs as u64 + (published - shared);
     let at_pub_end = delivered.load(Ordering::Relaxed);
 
     // Drain: wait for outstanding deliveries.
@@ -381,8 +518,24 @@ pub async fn run(args: FanoutArgs) -> Result<Value> {
         "rss_end_bytes": snap1.server_mem.map(|m| m.rss),
         "hwm_bytes": snap1.server_mem.map(|m| m.hwm),
     });
+    let churn_json = if args.churn > 0 {
+        json!({
+            "tasks": args.churn,
+            "cycles": cycles,
+            "failed": churn_failed,
+            "connects_per_s": round(cycles as f64 / pub_secs.max(1e-9), 1),
+            "errors": churn_errors.to_json(),
+        })
+    } else {
+        Value::Null
+    };
     let result = json!({
         "scenario": "fanout",
+        "target": args.conn.describe(),
+        "mode": if args.own_channels { "own-channels" } else { "one-channel" },
+        "shared_every": args.own_channels.then_some(args.shared_every),
+        "published_shared": shared,
+        "churn": churn_json,
         "url": args.conn.url,
         "api": args.api,
         "channel": args.channel,
@@ -526,16 +679,26 @@ mod tests {
 
     #[test]
     fn body_has_requested_size() {
-        let b = PublishBody::new("bench", 64);
+        let b = PublishBody::new(64);
         let mut out = Vec::new();
         b.render(1_700_000_000_000_000_000, &mut out);
         let v: Value = serde_json::from_slice(&out).expect("valid JSON");
-        assert_eq!(v["channel"], "bench");
-        assert_eq!(serde_json::to_string(&v["data"]).expect("json").len(), 64);
+        assert_eq!(out.len(), 64);
         let mut ts = vec![];
         // What a server would push back.
-        let push = format!("{{\"push\":{{\"channel\":\"bench\",\"pub\":{{\"data\":{},\"offset\":1}}}}}}", v["data"]);
+        let push = format!("{{\"push\":{{\"channel\":\"bench\",\"pub\":{{\"data\":{v},\"offset\":1}}}}}}");
         centrifugo::scan_frame(push.as_bytes(), |t| ts.push(t));
         assert_eq!(ts, vec![1_700_000_000_000_000_000]);
+    }
+
+    #[test]
+    fn picker_spreads() {
+        let p = Picker { channel: "c".into(), own: 10, shared_every: 4 };
+        assert_eq!(p.pick(0), ("c".to_string(), true));
+        assert!(p.pick(4).1);
+        let own: std::collections::HashSet<String> = (1..40).filter(|i| i % 4 != 0).map(|i| p.pick(i).0).collect();
+        assert!(own.len() >= 5, "{own:?}");
+        let single = Picker { channel: "c".into(), own: 0, shared_every: 4 };
+        assert_eq!(single.pick(3), ("c".to_string(), true));
     }
 }

@@ -103,6 +103,7 @@ pub async fn run(args: IdleArgs) -> Result<Value> {
         concurrency: args.conn.connect_concurrency,
         timeout: args.conn.connect_timeout,
         session: session_factory(&args),
+        proto: Arc::new(args.conn.proto()),
     };
     let outcome = dial_many(plan, counters).await;
     drop(progress);
@@ -120,8 +121,14 @@ pub async fn run(args: IdleArgs) -> Result<Value> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let closed = Arc::new(AtomicU64::new(0));
-    let mut groups =
-        spawn_groups(outcome.conns, connected.div_ceil(HOLD_GROUP), &stop_rx, &closed, IdleHandler::default);
+    let mut groups = {
+        let proto = Arc::new(args.conn.proto());
+        let pong = proto.pong();
+        spawn_groups(outcome.conns, connected.div_ceil(HOLD_GROUP), &stop_rx, &closed, pong, move || IdleHandler {
+            frames: 0,
+            proto: proto.clone(),
+        })
+    };
     let mut peak_rss = connected_snap.server_mem.map(|m| m.rss).unwrap_or(0);
     hold(args.hold, pid, &closed, &mut peak_rss).await;
     let after = Snapshot::take(pid);
@@ -229,6 +236,7 @@ fn build_result(
     };
     json!({
         "scenario": "idle",
+        "target": args.conn.describe(),
         "url": args.conn.url,
         "conns_requested": args.conns,
         "connected": counts.connected,
@@ -324,6 +332,7 @@ pub async fn run_child(args: IdleArgs) -> Result<()> {
         concurrency: args.conn.connect_concurrency,
         timeout: args.conn.connect_timeout,
         session: session_factory(&args),
+        proto: Arc::new(args.conn.proto()),
     };
     let outcome = dial_many(plan, counters).await;
     drop(progress);
@@ -337,8 +346,14 @@ pub async fn run_child(args: IdleArgs) -> Result<()> {
     }));
     let (stop_tx, stop_rx) = watch::channel(false);
     let closed = Arc::new(AtomicU64::new(0));
-    let mut groups =
-        spawn_groups(outcome.conns, connected.div_ceil(HOLD_GROUP), &stop_rx, &closed, IdleHandler::default);
+    let mut groups = {
+        let proto = Arc::new(args.conn.proto());
+        let pong = proto.pong();
+        spawn_groups(outcome.conns, connected.div_ceil(HOLD_GROUP), &stop_rx, &closed, pong, move || IdleHandler {
+            frames: 0,
+            proto: proto.clone(),
+        })
+    };
     // Hold until the parent closes our stdin.
     // (tokio's `io-std` feature is not enabled workspace-wide, so read it on a blocking thread.)
     let _ = tokio::task::spawn_blocking(|| {
@@ -404,7 +419,10 @@ async fn run_parent(args: IdleArgs) -> Result<Value> {
             .args(["--source-ips", &SourceIps::Count(source_ips).to_string()])
             .args(["--connect-concurrency", &args.conn.connect_concurrency.div_ceil(procs).to_string()])
             .args(["--connect-timeout", &format!("{}s", args.conn.connect_timeout.as_secs_f64())])
-            .args(["--channel-prefix", &args.channel_prefix]);
+            .args(["--channel-prefix", &args.channel_prefix])
+            .args(["--kind", args.conn.kind.name()])
+            .args(["--protocol", if args.conn.codec == crate::proto::Codec::Json { "json" } else { "protobuf" }])
+            .args(["--app-key", &args.conn.app_key]);
         if args.shared_channel {
             cmd.arg("--shared-channel");
         }

@@ -1,8 +1,12 @@
 //! Measurements. Each scenario returns its result as one JSON value; shared building blocks
 //! (opening many connections, driving groups of them) live here.
 
+pub mod api;
+pub mod coldstart;
 pub mod fanout;
 pub mod idle;
+pub mod webhook;
+pub mod wrk;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::centrifugo::{self, Session, Target, Ws};
 use crate::cli::SourceIps;
+use crate::proto::Proto;
 use crate::report::ErrorSample;
 
 /// Decides how many loopback source addresses to use for `total` connections.
@@ -50,6 +55,7 @@ pub struct DialPlan {
     pub concurrency: usize,
     pub timeout: Duration,
     pub session: Arc<dyn Fn(usize) -> Session + Send + Sync>,
+    pub proto: Arc<Proto>,
 }
 
 /// Live counters while dialing (read by progress lines).
@@ -94,8 +100,9 @@ pub async fn dial_many(plan: DialPlan, counters: Arc<DialCounters>) -> DialOutco
         let target = target.clone();
         let counters = counters.clone();
         let timeout = plan.timeout;
+        let proto = plan.proto.clone();
         set.spawn(async move {
-            let r = centrifugo::dial(&target, source, &session, timeout).await;
+            let r = proto.dial(&target, source, &session, timeout).await;
             match &r {
                 Ok(_) => counters.connected.fetch_add(1, Ordering::Relaxed),
                 Err(_) => counters.failed.fetch_add(1, Ordering::Relaxed),
@@ -118,8 +125,8 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Per-group frame processing (the hot path for subscribers).
 pub trait FrameHandler: Send + 'static {
-    /// Handles one text frame; returns how many `{}` pings it contained.
-    fn on_frame(&mut self, frame: &[u8]) -> u32;
+    /// Handles one frame (text, or binary for Protobuf); returns how many pings it contained.
+    fn on_frame(&mut self, frame: &[u8], binary: bool) -> u32;
 }
 
 /// What happened to a group of connections while it was driven.
@@ -140,6 +147,7 @@ pub async fn drive_group<H: FrameHandler>(
     mut stop: watch::Receiver<bool>,
     mut handler: H,
     closed_total: Arc<AtomicU64>,
+    pong: Message,
 ) -> (H, GroupStats) {
     let mut stats = GroupStats::default();
     let mut sinks = Vec::with_capacity(conns.len());
@@ -165,11 +173,15 @@ pub async fn drive_group<H: FrameHandler>(
                     closed_total.fetch_add(1, Ordering::Relaxed);
                     sinks[i] = None;
                 }
-                Some((i, Some(Ok(Message::Text(text))))) => {
-                    let pings = handler.on_frame(text.as_bytes());
+                Some((i, Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))))) => {
+                    let pings = match &msg {
+                        Message::Text(t) => handler.on_frame(t.as_bytes(), false),
+                        Message::Binary(b) => handler.on_frame(b, true),
+                        _ => 0,
+                    };
                     for _ in 0..pings {
                         if let Some(sink) = sinks[i].as_mut() {
-                            if let Err(e) = sink.send(centrifugo::pong()).await {
+                            if let Err(e) = sink.send(pong.clone()).await {
                                 stats.errors.add(format!("sending pong: {e}"));
                             } else {
                                 stats.pongs_sent += 1;
@@ -211,6 +223,7 @@ pub fn spawn_groups<H: FrameHandler>(
     groups: usize,
     stop: &watch::Receiver<bool>,
     closed_total: &Arc<AtomicU64>,
+    pong: Message,
     mut make: impl FnMut() -> H,
 ) -> JoinSet<(H, GroupStats)> {
     let sizes = crate::util::split_even(conns.len(), groups.clamp(1, conns.len().max(1)));
@@ -221,20 +234,25 @@ pub fn spawn_groups<H: FrameHandler>(
         if chunk.is_empty() {
             continue;
         }
-        set.spawn(drive_group(chunk, stop.clone(), make(), closed_total.clone()));
+        set.spawn(drive_group(chunk, stop.clone(), make(), closed_total.clone(), pong.clone()));
     }
     set
 }
 
 /// Handler that only answers pings (idle connections).
-#[derive(Default)]
 pub struct IdleHandler {
     pub frames: u64,
+    pub proto: Arc<Proto>,
 }
 
 impl FrameHandler for IdleHandler {
-    fn on_frame(&mut self, frame: &[u8]) -> u32 {
+    fn on_frame(&mut self, frame: &[u8], binary: bool) -> u32 {
         self.frames += 1;
-        centrifugo::scan_frame(frame, |_| {}).pings
+        self.proto.scan(frame, binary, |_| {}).pings
     }
+}
+
+/// An error meaning "this target cannot run this scenario" (shown as such in the report).
+pub fn unsupported(why: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("unsupported: {why}")
 }

@@ -1,0 +1,819 @@
+//! `suite`: every scenario against Herald and every peer of `bench/peers/peers.json`, each run
+//! on a freshly started server, repetitions in alternating target order, results as JSON per
+//! scenario under the results directory (written after every run, so a crash keeps what ran).
+//!
+//! A peer that is not installed, or cannot run a scenario, is recorded as such (status
+//! `not installed` / `unsupported`), never dropped. The exit status is non-zero when a Herald run
+//! fails (and, with `--strict`, when any installed peer's run fails).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::cli::{ConnArgs, FanoutArgs, IdleArgs, Rate, SourceIps};
+use crate::proto::{Codec, Kind};
+use crate::report::say;
+use crate::scenario::{api, coldstart, fanout, idle, webhook, wrk};
+use crate::util::{parse_duration, round};
+
+pub const API_KEY: &str = "bench-key";
+pub const MGMT_TOKEN: &str = "bench-mgmt-token";
+pub const SCENARIOS: &[&str] = &["fanout", "channels", "idle", "api", "webhook", "coldstart", "churn"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Quick,
+    Full,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SuiteArgs {
+    #[arg(long, value_enum, default_value = "quick")]
+    pub mode: Mode,
+    /// Herald binary.
+    #[arg(long, env = "HERALD_BIN", default_value = "target/release/herald")]
+    pub herald_bin: PathBuf,
+    /// Peers' description (missing file = no peers).
+    #[arg(long, default_value = "bench/peers/peers.json")]
+    pub peers: PathBuf,
+    /// Results directory (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only these scenarios (comma-separated): fanout, channels, idle, api, webhook, coldstart, churn.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Only these targets (comma-separated names: herald, herald-protobuf, peers' names).
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Vec<String>,
+    /// Repetitions (default: 1 quick, 3 full).
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Publishing duration of each run (default: 2s quick, 8s full).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Skip the peers.
+    #[arg(long)]
+    pub no_peers: bool,
+    /// Fail (exit non-zero) when an installed peer's run fails, not only Herald's.
+    #[arg(long)]
+    pub strict: bool,
+    /// Full mode: the largest subscriber/connection count (bounded by the 20,000 open files).
+    #[arg(long, default_value_t = 19_000)]
+    pub max_conns: usize,
+}
+
+/// One server under test.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: String,
+    pub kind: Kind,
+    pub codec: Codec,
+    /// Shell command template with `{port}` (peers); Herald is started from its binary.
+    pub start: String,
+    pub ready: String,
+    pub ws_url: String,
+    pub publish_url: String,
+    pub app_id: String,
+    pub app_key: String,
+    pub app_secret: String,
+    /// `None` when runnable; the reason otherwise.
+    pub not_installed: Option<String>,
+    pub version: String,
+    pub port_plus_one: bool,
+    pub notes: String,
+}
+
+impl Target {
+    fn is_herald(&self) -> bool {
+        self.kind == Kind::Herald
+    }
+
+    fn conn(&self, port: u16) -> ConnArgs {
+        let mut c = ConnArgs::new(&self.ws_url.replace("{port}", &port.to_string()));
+        c.kind = self.kind;
+        c.codec = self.codec;
+        c.publish_url = self.publish_url.replace("{port}", &port.to_string());
+        c.app_id = self.app_id.clone();
+        c.app_key = self.app_key.clone();
+        c.app_secret = self.app_secret.clone();
+        c
+    }
+}
+
+fn herald_target(name: &str, codec: Codec, bin: &Path) -> Target {
+    let not_installed = (!bin.exists()).then(|| format!("{} does not exist", bin.display()));
+    let version = std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    Target {
+        name: name.into(),
+        kind: Kind::Herald,
+        codec,
+        start: String::new(),
+        ready: "http://127.0.0.1:{port}/readyz".into(),
+        ws_url: "ws://127.0.0.1:{port}/connection/websocket".into(),
+        publish_url: String::new(),
+        app_id: String::new(),
+        app_key: String::new(),
+        app_secret: String::new(),
+        not_installed,
+        version: format!("{version} ({})", git_describe()),
+        port_plus_one: false,
+        notes: String::new(),
+    }
+}
+
+fn git_describe() -> String {
+    let rev = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
+    format!("git {rev}{}", if dirty { ", with uncommitted changes" } else { "" })
+}
+
+/// Reads `peers.json`; a missing file is no peers (noted).
+pub fn load_peers(path: &Path) -> Result<Vec<Target>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let list: Vec<Value> = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let root = path.parent().and_then(Path::parent).and_then(Path::parent).unwrap_or(Path::new("."));
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut out = Vec::new();
+    for p in list {
+        let name = s(&p, "name");
+        let kind: Kind = match serde_json::from_value(p.get("kind").cloned().unwrap_or(Value::Null)) {
+            Ok(k) => k,
+            Err(_) => {
+                say(format!("[suite] peer `{name}`: unknown kind {:?}; skipped", p.get("kind")));
+                continue;
+            }
+        };
+        let check = s(&p, "installed_check");
+        let check_path = if Path::new(&check).is_absolute() { PathBuf::from(&check) } else { root.join(&check) };
+        let not_installed = (check.is_empty() || !check_path.exists())
+            .then(|| format!("not installed ({check} missing; run bench/peers/install.sh {name})"));
+        let version_file = root.join("bench/peers/installed").join(&name).join("VERSION");
+        let version = std::fs::read_to_string(version_file)
+            .map(|v| v.trim().to_string())
+            .or_else(|_| p.get("version").and_then(Value::as_str).map(String::from).ok_or(()))
+            .unwrap_or_else(|_| "unknown".into());
+        out.push(Target {
+            name,
+            kind,
+            codec: Codec::Json,
+            start: s(&p, "start"),
+            ready: s(&p, "ready"),
+            ws_url: s(&p, "ws_url"),
+            publish_url: s(&p, "publish_url"),
+            app_id: s(&p, "app_id"),
+            app_key: s(&p, "key"),
+            app_secret: s(&p, "secret"),
+            not_installed,
+            version,
+            port_plus_one: p.get("reserves_port_plus_one").and_then(Value::as_bool).unwrap_or(false),
+            notes: s(&p, "limits"),
+        });
+    }
+    Ok(out)
+}
+
+/// A started server.
+struct Running {
+    child: tokio::process::Child,
+    pid: u32,
+    port: u16,
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Picks a port (and the next one when the peer needs it) that is free now.
+fn pick_port(next: &mut u16, plus_one: bool) -> Result<u16> {
+    for _ in 0..2000 {
+        let p = *next;
+        *next = if *next > 60_000 { 20_000 } else { *next + 2 };
+        if port_free(p) && (!plus_one || port_free(p + 1)) {
+            return Ok(p);
+        }
+    }
+    bail!("no free port found")
+}
+
+struct Ctx {
+    args: SuiteArgs,
+    out: PathBuf,
+    root: PathBuf,
+    next_port: u16,
+    starts: u64,
+    herald_failures: Vec<String>,
+    peer_failures: Vec<String>,
+}
+
+impl Ctx {
+    fn herald_config(&self, port: u16, data_dir: &Path) -> String {
+        format!(
+            r#"[server]
+listen = "127.0.0.1:{port}"
+max_connections = 19900
+listen_backlog = 4096
+
+[log]
+level = "warn"
+
+[api]
+key = "{API_KEY}"
+
+[client]
+allow_anonymous = true
+
+[channel.defaults]
+allow_subscribe_for_client = true
+allow_subscribe_for_anonymous = true
+
+[[channel.namespaces]]
+name = "durable"
+durable = true
+history_size = 100
+history_ttl = "5m"
+allow_subscribe_for_client = true
+allow_subscribe_for_anonymous = true
+
+[store]
+data_dir = "{}"
+
+[webhooks]
+allow_networks = ["127.0.0.0/8"]
+# Shortened so that the failing-receiver run finishes: 10 retries within ~1.3 s.
+retry_schedule = ["10ms", "20ms", "50ms", "100ms", "100ms", "200ms", "200ms", "200ms", "200ms", "200ms"]
+retry_jitter = 0.0
+
+[management]
+token = "{MGMT_TOKEN}"
+"#,
+            data_dir.display()
+        )
+    }
+
+    /// The shell command that starts `t` on `port` (also written into the report).
+    fn start_command(&mut self, t: &Target, port: u16) -> Result<String> {
+        if t.is_herald() {
+            let dir = self.out.join("tmp");
+            std::fs::create_dir_all(&dir)?;
+            let data = dir.join(format!("data-{port}"));
+            let _ = std::fs::remove_dir_all(&data);
+            let conf = dir.join(format!("herald-{port}.toml"));
+            std::fs::write(&conf, self.herald_config(port, &data))?;
+            // A copy for the report (the port differs per run).
+            let _ = std::fs::write(self.out.join("herald.toml"), self.herald_config(18000, Path::new("DATA_DIR")));
+            Ok(format!("{} --config {} serve", self.args.herald_bin.display(), conf.display()))
+        } else {
+            Ok(t.start.replace("{port}", &port.to_string()))
+        }
+    }
+
+    async fn start(&mut self, t: &Target, label: &str) -> Result<Running> {
+        let port = pick_port(&mut self.next_port, t.port_plus_one)?;
+        let cmd = self.start_command(t, port)?;
+        self.starts += 1;
+        let logs = self.out.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let log = std::fs::File::create(logs.join(format!("{}-{label}.log", t.name)))?;
+        let child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {cmd}"))
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", t.name))?;
+        let pid = child.id().ok_or_else(|| anyhow!("no pid"))?;
+        let mut r = Running { child, pid, port };
+        let ready = t.ready.replace("{port}", &port.to_string());
+        let t0 = Instant::now();
+        loop {
+            if http_status(&ready).await == Some(200) {
+                break;
+            }
+            if let Ok(Some(st)) = r.child.try_wait() {
+                bail!("{} exited with {st} before it was ready (log: logs/{}-{label}.log)", t.name, t.name);
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                stop(&mut r).await;
+                bail!("{} not ready within 60 s", t.name);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Let it settle before RSS baselines.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(r)
+    }
+}
+
+async fn stop(r: &mut Running) {
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(r.pid.to_string()).status();
+    // Some peers (Node) drain gracefully for many seconds; the measurement is over, so cut it short.
+    if tokio::time::timeout(Duration::from_secs(2), r.child.wait()).await.is_err() {
+        let _ = r.child.kill().await;
+    }
+}
+
+/// Status of a GET (fresh connection).
+pub async fn http_status(url: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut buf = [0u8; 32];
+        let mut have = 0;
+        while have < 12 {
+            let n = s.read(&mut buf[have..]).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            have += n;
+        }
+        std::str::from_utf8(&buf[..have]).ok()?.split_whitespace().nth(1)?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(2), fut).await.ok().flatten()
+}
+
+/// A case of a scenario: one parameter set, run against each target.
+#[derive(Clone, Debug)]
+struct Case {
+    name: String,
+    params: Value,
+    /// Herald only (webhooks), or only these targets.
+    herald_only: bool,
+    protobuf_too: bool,
+    run: CaseRun,
+}
+
+#[derive(Clone, Debug)]
+enum CaseRun {
+    Fanout { subs: usize, rate: Rate, own: bool, churn: usize, shared_every: u64 },
+    Idle { conns: usize },
+    Api { namespace: String, label: String, wrk: bool },
+    Webhook { rate: Rate, fail_half: bool },
+    Coldstart { reps: usize },
+}
+
+fn rate_name(r: Rate) -> String {
+    match r {
+        Rate::Max => "max".into(),
+        Rate::PerSec(v) => format!("{v}/s"),
+    }
+}
+
+fn fixed(deliveries_per_s: f64, subs: usize) -> Rate {
+    Rate::PerSec((deliveries_per_s / subs as f64).max(1.0).round())
+}
+
+fn cases(scenario: &str, mode: Mode, max_conns: usize) -> Vec<Case> {
+    let full = mode == Mode::Full;
+    let mk =
+        |name: String, params: Value, run: CaseRun| Case { name, params, herald_only: false, protobuf_too: false, run };
+    match scenario {
+        "fanout" => {
+            let subs: Vec<usize> = if full { vec![1000, 10_000, max_conns] } else { vec![200] };
+            let mut v = Vec::new();
+            for &n in &subs {
+                for rate in [fixed(200_000.0, n), Rate::Max] {
+                    let mut c = mk(
+                        format!("{n} subs, {}", rate_name(rate)),
+                        json!({"subs": n, "rate": rate_name(rate)}),
+                        CaseRun::Fanout { subs: n, rate, own: false, churn: 0, shared_every: 0 },
+                    );
+                    c.protobuf_too = true;
+                    v.push(c);
+                }
+            }
+            v
+        }
+        "channels" => {
+            let n = if full { 10_000 } else { 300 };
+            let every = 100;
+            [Rate::PerSec(if full { 2000.0 } else { 500.0 }), Rate::Max]
+                .into_iter()
+                .map(|rate| {
+                    mk(
+                        format!("{n} subs on own channels + shared, {}", rate_name(rate)),
+                        json!({"subs": n, "rate": rate_name(rate), "shared_every": every}),
+                        CaseRun::Fanout { subs: n, rate, own: true, churn: 0, shared_every: every },
+                    )
+                })
+                .collect()
+        }
+        "idle" => {
+            let ns: Vec<usize> = if full { vec![1000, 10_000, max_conns] } else { vec![300] };
+            ns.into_iter().map(|n| mk(format!("{n} conns"), json!({"conns": n}), CaseRun::Idle { conns: n })).collect()
+        }
+        "api" => {
+            let mut v = Vec::new();
+            for wrk in [false, true] {
+                for (ns, label) in [("", "ephemeral"), ("durable:", "durable")] {
+                    let mut c = mk(
+                        format!("{label}, {}", if wrk { "wrk" } else { "herald-bench" }),
+                        json!({"namespace": ns, "label": label, "tool": if wrk { "wrk" } else { "herald-bench" }}),
+                        CaseRun::Api { namespace: ns.into(), label: label.into(), wrk },
+                    );
+                    c.herald_only = !ns.is_empty();
+                    v.push(c);
+                }
+            }
+            v
+        }
+        "webhook" => {
+            let fixed_rate = if full { 1000.0 } else { 200.0 };
+            let fail_rate = if full { 500.0 } else { 100.0 };
+            let mut v = vec![
+                mk(
+                    format!("{fixed_rate}/s"),
+                    json!({"rate": fixed_rate}),
+                    CaseRun::Webhook { rate: Rate::PerSec(fixed_rate), fail_half: false },
+                ),
+                mk("max".into(), json!({"rate": "max"}), CaseRun::Webhook { rate: Rate::Max, fail_half: false }),
+                mk(
+                    format!("{fail_rate}/s, receiver fails half"),
+                    json!({"rate": fail_rate, "fail_half": true}),
+                    CaseRun::Webhook { rate: Rate::PerSec(fail_rate), fail_half: true },
+                ),
+            ];
+            for c in &mut v {
+                c.herald_only = true;
+            }
+            v
+        }
+        "coldstart" => {
+            let reps = if full { 10 } else { 3 };
+            vec![mk(format!("{reps} starts"), json!({"reps": reps}), CaseRun::Coldstart { reps })]
+        }
+        "churn" => {
+            let (n, churn) = if full { (5000, 32) } else { (200, 4) };
+            let rate = fixed(100_000.0, n);
+            vec![mk(
+                format!("{n} subs, {} publishes, {churn} churning clients", rate_name(rate)),
+                json!({"subs": n, "rate": rate_name(rate), "churn_tasks": churn}),
+                CaseRun::Fanout { subs: n, rate, own: false, churn, shared_every: 0 },
+            )]
+        }
+        _ => vec![],
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+async fn run_case(ctx: &mut Ctx, t: &Target, case: &Case, rep: usize, dur: Duration) -> Result<Value> {
+    let full = ctx.args.mode == Mode::Full;
+    let label = format!("{}-r{rep}", case.name.replace([' ', ',', '/', '+'], "_"));
+    if let CaseRun::Coldstart { reps } = case.run {
+        let port = pick_port(&mut ctx.next_port, t.port_plus_one)?;
+        let cmd = ctx.start_command(t, port)?;
+        let args = coldstart::ColdstartArgs {
+            cmd,
+            ready: t.ready.replace("{port}", &port.to_string()),
+            reps,
+            binary: t.is_herald().then(|| ctx.args.herald_bin.clone()),
+            settle: Duration::from_millis(if full { 1000 } else { 300 }),
+            timeout: Duration::from_secs(60),
+            target: t.name.clone(),
+            out: None,
+        };
+        let cwd = std::env::current_dir()?;
+        std::env::set_current_dir(&ctx.root)?;
+        let r = coldstart::run(args).await;
+        std::env::set_current_dir(cwd)?;
+        return r;
+    }
+    let mut server = ctx.start(t, &label).await?;
+    let pid = Some(server.pid);
+    let port = server.port;
+    let api_url = format!("http://127.0.0.1:{port}");
+    let mut conn = t.conn(port);
+    conn.source_ips = SourceIps::Auto;
+    let result = match &case.run {
+        CaseRun::Fanout { subs, rate, own, churn, shared_every } => {
+            let mut a = FanoutArgs::new(conn, &api_url, API_KEY, *subs, *rate, dur);
+            a.server_pid = pid;
+            a.own_channels = *own;
+            a.shared_every = *shared_every;
+            a.churn = *churn;
+            a.drain_idle = Duration::from_millis(if full { 2000 } else { 500 });
+            a.drain_max = Duration::from_secs(if full { 30 } else { 10 });
+            fanout::run(a).await
+        }
+        CaseRun::Idle { conns } => {
+            let a = IdleArgs {
+                conn,
+                conns: *conns,
+                server_pid: pid,
+                channel_prefix: "idle".into(),
+                shared_channel: false,
+                no_subscribe: false,
+                hold: Duration::from_secs(if full { 5 } else { 1 }),
+                close_wait: Duration::from_millis(if full { 2000 } else { 500 }),
+                procs: if *conns > 15_000 { 2 } else { 1 },
+                out: None,
+                child: false,
+                index_offset: 0,
+                total_conns: None,
+            };
+            idle::run(a).await
+        }
+        CaseRun::Api { namespace, label, wrk: use_wrk } => {
+            let conns = if full { 256 } else { 64 };
+            if *use_wrk {
+                wrk::run(wrk::WrkArgs {
+                    conn,
+                    api: api_url.clone(),
+                    api_key: API_KEY.into(),
+                    wrk: "wrk".into(),
+                    threads: 1,
+                    conns,
+                    duration: dur,
+                    channels: 64,
+                    namespace: namespace.clone(),
+                    payload_bytes: 64,
+                    server_pid: pid,
+                    label: label.clone(),
+                    script: Some(ctx.out.join(format!("tmp/wrk-{}-{label}.lua", t.name))),
+                    out: None,
+                })
+                .await
+            } else {
+                api::run(api::ApiArgs {
+                    conn,
+                    api: api_url.clone(),
+                    api_key: API_KEY.into(),
+                    conns,
+                    duration: dur,
+                    channels: 64,
+                    namespace: namespace.clone(),
+                    payload_bytes: 64,
+                    server_pid: pid,
+                    label: label.clone(),
+                    out: None,
+                })
+                .await
+            }
+        }
+        CaseRun::Webhook { rate, fail_half } => {
+            let mut a = webhook::WebhookArgs::new(&api_url, MGMT_TOKEN, *rate, dur);
+            a.fail_half = *fail_half;
+            a.server_pid = pid;
+            a.drain_max = Duration::from_secs(if full { 60 } else { 5 });
+            a.drain_idle = Duration::from_secs(if full { 5 } else { 1 });
+            webhook::run(a).await
+        }
+        CaseRun::Coldstart { .. } => unreachable!("handled above"),
+    };
+    stop(&mut server).await;
+    trim_log(&ctx.out.join("logs").join(format!("{}-{label}.log", t.name)));
+    if t.is_herald() {
+        let _ = std::fs::remove_dir_all(ctx.out.join("tmp").join(format!("data-{port}")));
+    }
+    result
+}
+
+/// Keeps the last 64 KiB of a server log (some peers log every connection).
+fn trim_log(path: &Path) {
+    const KEEP: usize = 64 * 1024;
+    if let Ok(bytes) = std::fs::read(path)
+        && bytes.len() > KEEP
+    {
+        let mut out = b"[... trimmed ...]\n".to_vec();
+        out.extend_from_slice(&bytes[bytes.len() - KEEP..]);
+        let _ = std::fs::write(path, out);
+    }
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(v)? + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+/// Machine description for the report.
+pub fn machine_info() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb * 1024);
+    let kernel =
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    json!({
+        "cpu_model": model,
+        "cpus": crate::procfs::cpus(),
+        "kernel": kernel,
+        "memory_bytes": mem,
+        "open_files_limit": crate::procfs::open_files_limit(),
+    })
+}
+
+pub async fn run(args: SuiteArgs) -> Result<()> {
+    let root = std::env::current_dir()?;
+    std::fs::create_dir_all(&args.out)?;
+    let out = args.out.canonicalize()?;
+    let mode = args.mode;
+    let reps = args.reps.unwrap_or(if mode == Mode::Full { 3 } else { 1 });
+    let dur = args.duration.unwrap_or(Duration::from_secs(if mode == Mode::Full { 8 } else { 2 }));
+    let herald_bin = if args.herald_bin.is_absolute() { args.herald_bin.clone() } else { root.join(&args.herald_bin) };
+    let mut targets = vec![
+        herald_target("herald", Codec::Json, &herald_bin),
+        herald_target("herald-protobuf", Codec::Protobuf, &herald_bin),
+    ];
+    let mut peers_note = String::new();
+    if !args.no_peers {
+        match load_peers(&args.peers) {
+            Ok(p) if p.is_empty() => peers_note = format!("{} not found or empty: no peers", args.peers.display()),
+            Ok(p) => targets.extend(p),
+            Err(e) => peers_note = format!("{e:#}"),
+        }
+    } else {
+        peers_note = "peers skipped (--no-peers)".into();
+    }
+    if !args.targets.is_empty() {
+        targets.retain(|t| args.targets.iter().any(|n| n == &t.name));
+    }
+    let scenarios: Vec<&str> =
+        SCENARIOS.iter().copied().filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s)).collect();
+    let started = crate::util::unix_secs();
+    let meta = json!({
+        "mode": format!("{mode:?}").to_lowercase(),
+        "reps": reps,
+        "duration_secs": dur.as_secs_f64(),
+        "started_unix": started,
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "machine": machine_info(),
+        "loadavg_start": loadavg(),
+        "peers_note": peers_note,
+        "targets": targets.iter().map(|t| json!({
+            "name": t.name, "kind": t.kind.name(), "codec": t.codec, "version": t.version,
+            "installed": t.not_installed.is_none(), "not_installed": t.not_installed, "notes": t.notes,
+            "start": if t.is_herald() { format!("{} --config herald.toml serve", herald_bin.display()) } else { t.start.clone() },
+        })).collect::<Vec<_>>(),
+        "scenarios": scenarios,
+    });
+    write_json(&out.join("meta.json"), &meta)?;
+    let mut ctx = Ctx {
+        args: SuiteArgs { herald_bin, ..args },
+        out: out.clone(),
+        root,
+        next_port: 21_000 + (std::process::id() % 1000) as u16 * 20,
+        starts: 0,
+        herald_failures: vec![],
+        peer_failures: vec![],
+    };
+    let t_all = Instant::now();
+    for scenario in &scenarios {
+        let cases = cases(scenario, mode, ctx.args.max_conns);
+        let mut runs: Vec<Value> = Vec::new();
+        let path = out.join(format!("{scenario}.json"));
+        for case in &cases {
+            let eligible: Vec<&Target> =
+                targets.iter().filter(|t| t.codec == Codec::Json || case.protobuf_too).collect();
+            for rep in 0..reps {
+                let order: Vec<&Target> =
+                    if rep % 2 == 0 { eligible.clone() } else { eligible.iter().rev().copied().collect() };
+                for t in order {
+                    let base = json!({"target": t.name, "kind": t.kind.name(), "case": case.name, "params": case.params, "rep": rep});
+                    let mut entry = base.clone();
+                    let set = |e: &mut Value, k: &str, v: Value| {
+                        if let Some(o) = e.as_object_mut() {
+                            o.insert(k.into(), v);
+                        }
+                    };
+                    if let Some(why) = &t.not_installed {
+                        if rep == 0 {
+                            set(&mut entry, "status", json!("not installed"));
+                            set(&mut entry, "error", json!(why));
+                            runs.push(entry);
+                        }
+                        continue;
+                    }
+                    if case.herald_only && !t.is_herald() {
+                        if rep == 0 {
+                            set(&mut entry, "status", json!("unsupported"));
+                            set(
+                                &mut entry,
+                                "error",
+                                json!(match case.run {
+                                    CaseRun::Webhook { .. } => "no webhook delivery",
+                                    _ => "no durable namespace",
+                                }),
+                            );
+                            runs.push(entry);
+                        }
+                        continue;
+                    }
+                    say(format!(
+                        "\n[suite] {scenario}: {} | {} | rep {}/{reps} | {:.0}s elapsed | load {}",
+                        case.name,
+                        t.name,
+                        rep + 1,
+                        t_all.elapsed().as_secs_f64(),
+                        loadavg()
+                    ));
+                    set(&mut entry, "loadavg_before", json!(loadavg()));
+                    let t0 = Instant::now();
+                    match run_case(&mut ctx, t, case, rep, dur).await {
+                        Ok(r) => {
+                            set(&mut entry, "status", json!("ok"));
+                            set(&mut entry, "result", r);
+                        }
+                        Err(e) => {
+                            let msg = format!("{e:#}");
+                            let unsupported = msg.starts_with("unsupported: ");
+                            set(&mut entry, "status", json!(if unsupported { "unsupported" } else { "failed" }));
+                            set(&mut entry, "error", json!(msg.trim_start_matches("unsupported: ")));
+                            if unsupported {
+                                say(format!("[suite] {}: unsupported: {msg}", t.name));
+                            } else {
+                                say(format!("[suite] {} FAILED: {msg}", t.name));
+                                let what = format!("{scenario} / {} / {} / rep {rep}: {msg}", case.name, t.name);
+                                if t.is_herald() {
+                                    ctx.herald_failures.push(what);
+                                } else {
+                                    ctx.peer_failures.push(what);
+                                }
+                            }
+                        }
+                    }
+                    set(&mut entry, "run_secs", json!(round(t0.elapsed().as_secs_f64(), 1)));
+                    let skip_later = entry.get("status").and_then(Value::as_str) == Some("unsupported");
+                    runs.push(entry);
+                    write_json(&path, &json!({"scenario": scenario, "runs": runs}))?;
+                    if skip_later {
+                        // Unsupported stays unsupported: do not repeat it.
+                        break;
+                    }
+                }
+            }
+        }
+        write_json(&path, &json!({"scenario": scenario, "runs": runs}))?;
+    }
+    let _ = std::fs::remove_dir_all(out.join("tmp"));
+    let mut meta = meta;
+    if let Some(o) = meta.as_object_mut() {
+        o.insert("finished_unix".into(), json!(crate::util::unix_secs()));
+        o.insert("elapsed_secs".into(), json!(round(t_all.elapsed().as_secs_f64(), 1)));
+        o.insert("loadavg_end".into(), json!(loadavg()));
+        o.insert("herald_failures".into(), json!(ctx.herald_failures));
+        o.insert("peer_failures".into(), json!(ctx.peer_failures));
+    }
+    write_json(&out.join("meta.json"), &meta)?;
+    say(format!(
+        "\n[suite] done in {:.0}s: {} Herald failures, {} peer failures; results in {}",
+        t_all.elapsed().as_secs_f64(),
+        ctx.herald_failures.len(),
+        ctx.peer_failures.len(),
+        out.display()
+    ));
+    for f in ctx.herald_failures.iter().chain(&ctx.peer_failures) {
+        say(format!("  FAILED {f}"));
+    }
+    if !ctx.herald_failures.is_empty() || (ctx.args.strict && !ctx.peer_failures.is_empty()) {
+        bail!("{} Herald run(s) and {} peer run(s) failed", ctx.herald_failures.len(), ctx.peer_failures.len());
+    }
+    Ok(())
+}
