@@ -52,6 +52,10 @@ pub struct WebhookArgs {
     /// The receiver answers every other request with 500.
     #[arg(long)]
     pub fail_half: bool,
+    /// The endpoint's `maxConcurrency` (Herald extension): 1 is ordered delivery (the default),
+    /// more lets that many deliveries run at once, unordered.
+    #[arg(long, default_value_t = 1)]
+    pub endpoint_concurrency: u32,
     /// After publishing, wait at most this long for outstanding deliveries.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub drain_max: Duration,
@@ -73,6 +77,7 @@ impl WebhookArgs {
             conns: None,
             payload_bytes: 64,
             fail_half: false,
+            endpoint_concurrency: 1,
             drain_max: Duration::from_secs(60),
             drain_idle: Duration::from_secs(5),
             server_pid: None,
@@ -201,7 +206,11 @@ pub async fn run(args: WebhookArgs) -> Result<Value> {
         &args.token,
         "POST",
         &format!("/api/v1/app/{uid}/endpoint"),
-        Some(json!({"url": format!("http://{recv_addr}/hook"), "description": "herald-bench receiver"})),
+        Some(json!({
+            "url": format!("http://{recv_addr}/hook"),
+            "description": "herald-bench receiver",
+            "maxConcurrency": args.endpoint_concurrency,
+        })),
     )
     .await?;
     let ep_id =
