@@ -488,6 +488,8 @@ async fn recover(
     let mut body = JsonBody::read(body, inner.body_limit).await?;
     let since = body.required::<String>("since").and_then(|text| date_time(&mut body, "since", &text));
     let until = body.optional::<String>(&["until"]).and_then(|text| date_time(&mut body, "until", &text));
+    // Herald extension: `all: true` redelivers every message of the period, not only the failed.
+    let all: bool = body.optional(&["all"]).unwrap_or(false);
     let now = herald_store::now_ms();
     if let Some(since) = since
         && since < until.unwrap_or(now) - MAX_RECOVER_MS
@@ -498,9 +500,9 @@ async fn recover(
     let since = since.ok_or_else(|| ApiError::validation(&["body", "since"], "field required"))?;
 
     let (app, endpoint) = inner.load_app_endpoint(&principal, &app_id, &endpoint_id).await?;
-    let scheduled = inner.store().recover_endpoint(&app.id, &endpoint.id, since, until, false).await?;
+    let scheduled = inner.store().recover_endpoint(&app.id, &endpoint.id, since, until, all).await?;
     (inner.svix.on_rescheduled)();
-    tracing::info!(app_id = %app.id, endpoint_id = %endpoint.id, scheduled, "Recovering failed deliveries.");
+    tracing::info!(app_id = %app.id, endpoint_id = %endpoint.id, scheduled, all, "Recovering deliveries.");
     let out = RecoverOut {
         id: herald_store::ids::new_id("qtask"),
         status: "finished",

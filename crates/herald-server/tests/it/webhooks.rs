@@ -283,3 +283,50 @@ async fn max_concurrency_is_settable_and_validated() {
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["maxConcurrency"], json!(8));
 }
+
+#[tokio::test]
+async fn recover_with_all_redelivers_successful_messages_too() {
+    let app = TestApp::start().await;
+    let (receiver, url) = TestReceiver::start(vec![]).await;
+    management(&app, reqwest::Method::POST, "/app", Some(json!({ "name": "A", "uid": "a" }))).await;
+    let (_, endpoint) = management(&app, reqwest::Method::POST, "/app/a/endpoint", Some(json!({ "url": url }))).await;
+    let ep = endpoint["id"].as_str().expect("id").to_owned();
+    management(&app, reqwest::Method::POST, "/app/a/msg", Some(json!({ "eventType": "x.y", "payload": { "n": 1 } })))
+        .await;
+    receiver.wait_for(1).await;
+    let since = "2020-01-01T00:00:00Z";
+    // Without `all`, a delivered message is not sent again (only failures are recovered).
+    let (status, _) = management(
+        &app,
+        reqwest::Method::POST,
+        &format!("/app/a/endpoint/{ep}/recover"),
+        Some(json!({ "since": since })),
+    )
+    .await;
+    assert_eq!(status, 422, "more than 14 days back is refused");
+    let recent = minutes_ago_rfc3339(5);
+    let (status, _) = management(
+        &app,
+        reqwest::Method::POST,
+        &format!("/app/a/endpoint/{ep}/recover"),
+        Some(json!({ "since": recent })),
+    )
+    .await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received.lock().len(), 1);
+    let (status, _) = management(
+        &app,
+        reqwest::Method::POST,
+        &format!("/app/a/endpoint/{ep}/recover"),
+        Some(json!({ "since": recent, "all": true })),
+    )
+    .await;
+    assert_eq!(status, 202);
+    receiver.wait_for(2).await;
+}
+
+/// RFC 3339 time `minutes` ago.
+fn minutes_ago_rfc3339(minutes: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now() - Duration::from_secs(minutes * 60)).to_string()
+}
