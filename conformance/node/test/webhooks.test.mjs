@@ -513,8 +513,10 @@ describe('svix (node): errors', () => {
   });
 });
 
-describe('svix (node): header_style = "svix"', { skip: SVIX_HEADERS_HTTP ? false : 'CONFORMANCE_HTTP_SVIX_HEADERS not set' }, () => {
+describe('svix (node): header_style = "svix"', () => {
   test('webhooks carry svix-id / svix-timestamp / svix-signature and verify', async () => {
+    // run.sh always starts the second server; a missing address is a broken harness, not a skip.
+    assert.ok(SVIX_HEADERS_HTTP, 'CONFORMANCE_HTTP_SVIX_HEADERS is not set (run through conformance/run.sh)');
     const client = await svixClient({ serverUrl: SVIX_HEADERS_HTTP });
     const id = uid();
     const app = await client.application.create({ name: 'node svix headers', uid: `node-svixh-${id}` });
