@@ -66,8 +66,8 @@ pub fn fd_count(pid: u32) -> Option<usize> {
 pub fn parse_stat(text: &str) -> Option<(u64, u64)> {
     let rest = &text[text.rfind(')')? + 1..];
     // After ")" come fields 3 (state), 4, ...; utime is field 14, stime field 15.
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime = fields.next()?.parse().ok()?;
+    let mut fields = rest.split_whitespace();
+    let utime = fields.nth(11)?.parse().ok()?;
     let stime = fields.next()?.parse().ok()?;
     Some((utime, stime))
 }
@@ -97,7 +97,8 @@ pub fn machine_cpu() -> Result<(u64, u64)> {
 /// Parses the aggregate `cpu` line of `/proc/stat`.
 pub fn parse_machine_cpu(text: &str) -> Option<(u64, u64)> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let vals: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // The first field is the `cpu` label itself, which does not parse as a number.
+    let vals: Vec<u64> = line.split_whitespace().filter_map(|v| v.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal guest guest_nice; guest time is already
     // included in user/nice.
     let total: u64 = vals.iter().take(8).sum();

@@ -27,7 +27,8 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args { tasks: 64, inflight: 16, per_call: 1, channels: 64, seconds: 5, dir: None };
-    let mut it = std::env::args().skip(1);
+    let mut it = std::env::args();
+    it.next(); // the program name
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = || value.parse::<usize>().map_err(|e| format!("{flag}: {e}"));

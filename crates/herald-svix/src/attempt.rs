@@ -265,8 +265,9 @@ async fn destinations(
         (Some(iterator), true) => {
             let before: Vec<_> = latest.into_iter().filter(|d| d.endpoint_id < *iterator).collect();
             let done = before.len() <= page.limit;
-            let skip = before.len().saturating_sub(page.limit);
-            (before.into_iter().skip(skip).collect(), done)
+            // The `limit` entries just before the iterator.
+            let start = before.len().saturating_sub(page.limit);
+            (before[start..].to_vec(), done)
         }
         (Some(iterator), false) => {
             let after: Vec<_> = latest.into_iter().filter(|d| d.endpoint_id > *iterator).collect();

@@ -26,6 +26,21 @@ use crate::util::{human_bytes, round, split_even};
 /// Connections per driving task while holding.
 const HOLD_GROUP: usize = 256;
 
+/// Dial `args.conns` connections, numbered from `index_offset` (so child processes of a
+/// multi-process run use distinct channels).
+fn dial_plan(args: &IdleArgs, target: Target, source_ips: u32, index_offset: usize) -> DialPlan {
+    DialPlan {
+        target,
+        index_offset,
+        count: args.conns,
+        source_ips,
+        concurrency: args.conn.connect_concurrency,
+        timeout: args.conn.connect_timeout,
+        session: session_factory(args),
+        proto: Arc::new(args.conn.proto()),
+    }
+}
+
 fn session_factory(args: &IdleArgs) -> Arc<dyn Fn(usize) -> Session + Send + Sync> {
     let token = args.conn.token.clone();
     let prefix = args.channel_prefix.clone();
@@ -95,16 +110,7 @@ pub async fn run(args: IdleArgs) -> Result<Value> {
             Some(line)
         })
     };
-    let plan = DialPlan {
-        target,
-        index_offset: 0,
-        count: args.conns,
-        source_ips,
-        concurrency: args.conn.connect_concurrency,
-        timeout: args.conn.connect_timeout,
-        session: session_factory(&args),
-        proto: Arc::new(args.conn.proto()),
-    };
+    let plan = dial_plan(&args, target, source_ips, 0);
     let outcome = dial_many(plan, counters).await;
     drop(progress);
     let connected_snap = Snapshot::take(pid);
@@ -324,16 +330,7 @@ pub async fn run_child(args: IdleArgs) -> Result<()> {
             None
         })
     };
-    let plan = DialPlan {
-        target,
-        index_offset: args.index_offset,
-        count: args.conns,
-        source_ips,
-        concurrency: args.conn.connect_concurrency,
-        timeout: args.conn.connect_timeout,
-        session: session_factory(&args),
-        proto: Arc::new(args.conn.proto()),
-    };
+    let plan = dial_plan(&args, target, source_ips, args.index_offset);
     let outcome = dial_many(plan, counters).await;
     drop(progress);
     let connected = outcome.conns.len();
