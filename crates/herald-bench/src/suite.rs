@@ -432,7 +432,13 @@ fn cases(scenario: &str, mode: Mode, max_conns: usize) -> Vec<Case> {
         }
         "idle" => {
             let ns: Vec<usize> = if full { vec![1000, 10_000, max_conns] } else { vec![300] };
-            ns.into_iter().map(|n| mk(format!("{n} conns"), json!({"conns": n}), CaseRun::Idle { conns: n })).collect()
+            ns.into_iter()
+                .map(|n| {
+                    let mut c = mk(format!("{n} conns"), json!({"conns": n}), CaseRun::Idle { conns: n });
+                    c.protobuf_too = true;
+                    c
+                })
+                .collect()
         }
         "api" => {
             let mut v = Vec::new();
@@ -477,11 +483,13 @@ fn cases(scenario: &str, mode: Mode, max_conns: usize) -> Vec<Case> {
         "churn" => {
             let (n, churn) = if full { (5000, 32) } else { (200, 4) };
             let rate = fixed(100_000.0, n);
-            vec![mk(
+            let mut c = mk(
                 format!("{n} subs, {} publishes, {churn} churning clients", rate_name(rate)),
                 json!({"subs": n, "rate": rate_name(rate), "churn_tasks": churn}),
                 CaseRun::Fanout { subs: n, rate, own: false, churn, shared_every: 0 },
-            )]
+            );
+            c.protobuf_too = true;
+            vec![c]
         }
         _ => vec![],
     }

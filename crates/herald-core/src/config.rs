@@ -141,10 +141,9 @@ pub struct ClientConfig {
     pub max_frame_bytes: usize,
     /// Largest outgoing WebSocket frame built by batching queued messages.
     pub max_out_frame_bytes: usize,
-    /// WebSocket read buffer per connection. Small buffers keep idle connections cheap.
+    /// Bytes read from a WebSocket at once, into one buffer per worker thread shared by every
+    /// connection (a connection keeps only an incomplete frame's bytes, and nothing when idle).
     pub read_buffer_bytes: usize,
-    /// WebSocket write buffer per connection.
-    pub write_buffer_bytes: usize,
     /// Most channels one connection may be subscribed to (106 limit exceeded beyond it).
     pub max_channels_per_connection: usize,
     /// Longest channel name accepted.
@@ -173,8 +172,7 @@ impl Default for ClientConfig {
             queue_max_messages: 4096,
             max_frame_bytes: 64 * 1024,
             max_out_frame_bytes: 64 * 1024,
-            read_buffer_bytes: 1024,
-            write_buffer_bytes: 1024,
+            read_buffer_bytes: 16 * 1024,
             max_channels_per_connection: 128,
             channel_max_length: 255,
             history_max_limit: 1000,
@@ -450,8 +448,7 @@ impl Config {
             ("client.queue_max_messages", client.queue_max_messages, 1),
             ("client.max_frame_bytes", client.max_frame_bytes, 1024),
             ("client.max_out_frame_bytes", client.max_out_frame_bytes, 1024),
-            ("client.read_buffer_bytes", client.read_buffer_bytes, 256),
-            ("client.write_buffer_bytes", client.write_buffer_bytes, 256),
+            ("client.read_buffer_bytes", client.read_buffer_bytes, 512),
             ("client.max_channels_per_connection", client.max_channels_per_connection, 1),
             ("client.channel_max_length", client.channel_max_length, 1),
             ("client.history_max_limit", client.history_max_limit, 1),

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod state;
 pub mod webhooks;
+pub mod websocket;
 pub mod ws;
 
 use std::net::SocketAddr;

@@ -1,9 +1,9 @@
 //! The bidirectional WebSocket transport at `/connection/websocket`.
 //!
 //! One task per connection, no separate reader and writer: the task waits on the socket, the
-//! connection's outbox and one timer at once. That keeps an idle connection to one small future
-//! plus the WebSocket's own buffers (sized from config; tungstenite's defaults would cost
-//! 128 KiB per connection).
+//! connection's outbox and one timer at once. With the framing in [`crate::websocket`] (read
+//! buffer per worker thread, write buffers only while writing), an idle connection is that
+//! future and its session, with no I/O buffer.
 //!
 //! Writes batch: everything queued when the task wakes leaves as one frame (JSON messages joined
 //! by newlines, protobuf messages length-prefixed back to back) and one flush. A write that does
@@ -12,41 +12,59 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
 use herald_protocol::{Protocol, Reply};
+use hyper_util::rt::TokioIo;
 
 use crate::client::Session;
 use crate::disconnect::Disconnect;
 use crate::outbox::Item;
-
 use crate::state::AppState;
+use crate::websocket::{self, HEADER_ROOM, Limits, Opcode, Received, WebSocket};
 
-pub async fn handler(State(app): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
+type Socket = WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
+
+pub async fn handler(State(app): State<Arc<AppState>>, mut request: Request) -> Response {
     if app.is_draining() {
         return crate::http::json_error(http::StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let wants_protobuf = upgrade
-        .requested_protocols()
+    let mut headers = match websocket::upgrade_response(request.method(), request.headers()) {
+        Ok(headers) => headers,
+        Err(error) => {
+            crate::metrics::bad_input("websocket_handshake");
+            return crate::http::json_error(error.status(), &error.to_string());
+        }
+    };
+    let wants_protobuf = request
+        .headers()
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
         .any(|p| p.to_str().is_ok_and(|s| s.split(',').any(|p| p.trim() == Protocol::PROTOBUF_SUBPROTOCOL)));
     let protocol = if wants_protobuf { Protocol::Protobuf } else { Protocol::Json };
-    let client = &app.config.client;
-    let mut upgrade = upgrade
-        .read_buffer_size(client.read_buffer_bytes)
-        .write_buffer_size(client.write_buffer_bytes)
-        .max_write_buffer_size(client.write_buffer_bytes + client.max_out_frame_bytes + 64 * 1024)
-        .max_message_size(client.max_frame_bytes)
-        .max_frame_size(client.max_frame_bytes);
     if wants_protobuf {
-        upgrade = upgrade.protocols([Protocol::PROTOBUF_SUBPROTOCOL]);
+        headers.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            http::HeaderValue::from_static(Protocol::PROTOBUF_SUBPROTOCOL),
+        );
     }
+    let client = &app.config.client;
+    let limits = Limits {
+        max_frame: client.max_frame_bytes,
+        max_message: client.max_frame_bytes,
+        read_chunk: client.read_buffer_bytes,
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
     let tracker = app.tracker.clone();
-    upgrade
-        .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed."))
-        .on_upgrade(move |socket| tracker.track_future(run(app, socket, protocol)))
-        .into_response()
+    tracker.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => run(app, WebSocket::new(TokioIo::new(upgraded), limits), protocol).await,
+            Err(error) => tracing::debug!(%error, "WebSocket upgrade failed."),
+        }
+    });
+    let mut response = http::StatusCode::SWITCHING_PROTOCOLS.into_response();
+    response.headers_mut().extend(headers);
+    response
 }
 
 /// How long a closing connection waits for its close frame to be written.
@@ -70,7 +88,7 @@ impl Timers {
     }
 }
 
-async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
+async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
     // The HTTP connection's slot was released when it handed the socket over; hold one here.
     let _slot = crate::http::ConnectionSlot::acquire(&app.open_connections, usize::MAX);
     let app_for_metrics = app.clone();
@@ -93,7 +111,6 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
     let sleep = tokio::time::sleep_until(timers.next().into());
     tokio::pin!(sleep);
     let mut items: Vec<Item> = Vec::new();
-    let mut frame: Vec<u8> = Vec::new();
     let max_frame = client_config.max_out_frame_bytes;
     let mut shutting_down = false;
 
@@ -106,7 +123,7 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
                 shared.outbox.close(Disconnect::SHUTDOWN);
             }
             _ = shared.outbox.ready() => {
-                let mut writer = Writer { socket: &mut socket, protocol, frame: &mut frame, items: &mut items, max_frame, metrics };
+                let mut writer = Writer { socket: &mut socket, protocol, items: &mut items, max_frame, metrics };
                 // A client that stops reading blocks the write; give up when its queue overflows
                 // meanwhile (3008) or when the write takes longer than a ping interval.
                 let result = tokio::select! {
@@ -121,38 +138,44 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
                 timers.expiry = session.next_expiry();
                 sleep.as_mut().reset(timers.next().into());
             }
-            message = socket.recv() => {
-                let message = match message {
-                    Some(Ok(message)) => message,
-                    Some(Err(error)) => {
+            received = socket.recv() => {
+                let received = match received {
+                    Ok(received) => received,
+                    Err(error) => {
                         tracing::debug!(%error, "WebSocket read failed.");
-                        let text = error.to_string();
-                        if text.contains("too long") || text.contains("Space limit") || text.contains("capacity") {
+                        if matches!(error, websocket::WsError::TooLong) {
                             crate::metrics::bad_input("frame_too_large");
                             break Some(Disconnect::BAD_REQUEST);
                         }
+                        if !matches!(error, websocket::WsError::Io(_)) {
+                            crate::metrics::bad_input("websocket_protocol");
+                            let _ = close_quietly(&mut socket, error.close_code(), "protocol error").await;
+                        }
                         break None;
                     }
-                    None => break None,
                 };
-                let data: &[u8] = match (&message, protocol) {
-                    (Message::Text(text), Protocol::Json) => text.as_bytes(),
-                    (Message::Binary(bytes), Protocol::Protobuf) => bytes,
-                    // Centrifugo accepts binary JSON frames too.
-                    (Message::Binary(bytes), Protocol::Json) => bytes,
-                    (Message::Text(_), Protocol::Protobuf) => {
+                match (received, protocol) {
+                    (Received::Text, Protocol::Json) | (Received::Binary, _) => {}
+                    (Received::Text, Protocol::Protobuf) => {
                         crate::metrics::bad_input("text_frame_for_protobuf");
                         break Some(Disconnect::BAD_REQUEST);
                     }
-                    (Message::Close(_), _) => break None,
-                    (Message::Ping(_) | Message::Pong(_), _) => {
-                        // tungstenite queued the pong; send it now.
-                        if socket.flush().await.is_err() {
+                    (Received::Ping, _) => {
+                        let payload = socket.message().to_vec();
+                        if socket.send_control(Opcode::Pong, &payload).await.is_err() {
                             break None;
                         }
                         continue;
                     }
-                };
+                    (Received::Pong, _) => continue,
+                    (Received::Close(code), _) => {
+                        // Answer the close handshake, echoing the peer's code.
+                        let _ = close_quietly(&mut socket, code.unwrap_or(1000), "").await;
+                        break None;
+                    }
+                    (Received::Eof, _) => break None,
+                }
+                let data = socket.message();
                 metrics.bytes_received.increment(data.len() as u64);
                 timers.pong_deadline = None;
                 let was_connected = session.is_connected();
@@ -197,7 +220,6 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
     shared.outbox.close(disconnect.clone().unwrap_or(Disconnect::SHUTDOWN));
     if let Some(disconnect) = &disconnect {
         crate::metrics::disconnect(disconnect.code);
-        let close = CloseFrame { code: disconnect.code, reason: disconnect.reason.as_ref().into() };
         // A disconnect push first (the SDKs act on it as on the close frame; it also reaches
         // clients behind proxies that rewrite close codes), then the close frame. Best effort:
         // a client that stopped reading gets a bounded wait, not a stuck task.
@@ -210,15 +232,11 @@ async fn run(app: Arc<AppState>, mut socket: WebSocket, protocol: Protocol) {
             ..Default::default()
         };
         let bytes = herald_protocol::encode_reply_bytes(protocol, &Reply { push: Some(push), ..Default::default() });
-        let mut frame = Vec::with_capacity(bytes.len());
-        herald_protocol::append_to_frame(protocol, &mut frame, &bytes);
-        let message = match protocol {
-            Protocol::Json => Message::Text(String::from_utf8_lossy(&frame).into_owned().into()),
-            Protocol::Protobuf => Message::Binary(frame.into()),
-        };
+        let mut frame = websocket::frame_buffer(bytes.len());
+        frame.extend_from_slice(&bytes);
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            socket.feed(message).await?;
-            socket.send(Message::Close(Some(close))).await
+            socket.send(data_opcode(protocol, &frame[HEADER_ROOM..]), &mut frame).await?;
+            socket.send_close(Some(disconnect.code), &disconnect.reason).await
         })
         .await;
     }
@@ -238,12 +256,25 @@ async fn slow_close(shared: &crate::client::ConnShared) -> Disconnect {
 /// Rounds of draining one wake-up may take before yielding to reads and timers.
 const MAX_WRITE_ROUNDS: usize = 16;
 
+/// Answer or start a close handshake without waiting long for a peer that stopped reading.
+async fn close_quietly(socket: &mut Socket, code: u16, reason: &str) -> std::io::Result<()> {
+    tokio::time::timeout(CLOSE_TIMEOUT, socket.send_close(Some(code), reason)).await.unwrap_or(Ok(()))
+}
+
+/// Text frames for JSON (always UTF-8 from our encoder; binary if a payload somehow is not).
+fn data_opcode(protocol: Protocol, payload: &[u8]) -> Opcode {
+    match protocol {
+        Protocol::Json if std::str::from_utf8(payload).is_ok() => Opcode::Text,
+        _ => Opcode::Binary,
+    }
+}
+
 /// Writes what a connection's outbox holds: batches messages into frames, applies control
-/// requests, flushes once per round.
+/// requests. Each frame is built in a fresh buffer that is freed once written, so an idle
+/// connection keeps none.
 struct Writer<'a> {
-    socket: &'a mut WebSocket,
+    socket: &'a mut Socket,
     protocol: Protocol,
-    frame: &'a mut Vec<u8>,
     items: &'a mut Vec<Item>,
     max_frame: usize,
     metrics: &'a crate::metrics::Metrics,
@@ -261,18 +292,23 @@ impl Writer<'_> {
                 self.items.clear();
                 return Err(closing);
             }
-            let mut n_messages = 0usize;
             let mut ended: Option<Disconnect> = None;
             let items = std::mem::take(self.items);
+            let mut frame: Vec<u8> = Vec::new();
             let mut items_iter = items.into_iter();
             for item in items_iter.by_ref() {
                 match item {
                     Item::Message(bytes) => {
-                        if !self.frame.is_empty() && self.frame.len() + bytes.len() > self.max_frame {
-                            self.feed().await.map_err(|_| None)?;
+                        if frame.len() > HEADER_ROOM && frame.len() + bytes.len() > self.max_frame + HEADER_ROOM {
+                            self.write_frame(&mut frame).await.map_err(|_| None)?;
                         }
-                        herald_protocol::append_to_frame(self.protocol, self.frame, &bytes);
-                        n_messages += 1;
+                        if frame.is_empty() {
+                            frame.reserve(HEADER_ROOM + bytes.len());
+                            frame.resize(HEADER_ROOM, 0);
+                        } else if self.protocol == Protocol::Json {
+                            frame.push(b'\n');
+                        }
+                        frame.extend_from_slice(&bytes);
                     }
                     Item::Control(control) => {
                         if let Err(disconnect) = Box::pin(session.handle_control(*control)).await {
@@ -282,20 +318,20 @@ impl Writer<'_> {
                     }
                 }
             }
-            // Give the (now empty) buffer back for reuse.
+            // Keep the items buffer only while busy: a burst's capacity is freed once drained.
             let mut reuse: Vec<Item> = items_iter.collect();
             reuse.clear();
-            *self.items = reuse;
-            if !self.frame.is_empty() {
-                self.feed().await.map_err(|_| None)?;
+            if reuse.capacity() <= 16 {
+                *self.items = reuse;
             }
-            if n_messages > 0 {
-                self.flush().await?;
+            if !frame.is_empty() {
+                self.write_frame(&mut frame).await.map_err(|_| None)?;
             }
             if let Some(disconnect) = ended.or(closing) {
                 return Err(Some(disconnect));
             }
             if !shared.outbox.has_pending() {
+                *self.items = Vec::new();
                 return Ok(());
             }
         }
@@ -304,22 +340,15 @@ impl Writer<'_> {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), Option<Disconnect>> {
-        self.socket.flush().await.map_err(|_| None)
-    }
-
-    /// Queue the frame built so far to the socket (without flushing) and clear it.
-    async fn feed(&mut self) -> Result<(), axum::Error> {
-        let payload = std::mem::take(self.frame);
+    /// Write the frame built so far and clear it (header room included: the next message
+    /// starts a new buffer).
+    async fn write_frame(&mut self, frame: &mut Vec<u8>) -> std::io::Result<()> {
+        let payload = &frame[HEADER_ROOM..];
         self.metrics.bytes_sent.increment(payload.len() as u64);
         self.metrics.frames_sent.increment(1);
-        let message = match self.protocol {
-            Protocol::Json => match String::from_utf8(payload) {
-                Ok(text) => Message::Text(text.into()),
-                Err(error) => Message::Binary(error.into_bytes().into()),
-            },
-            Protocol::Protobuf => Message::Binary(payload.into()),
-        };
-        self.socket.feed(message).await
+        let opcode = data_opcode(self.protocol, payload);
+        self.socket.send(opcode, frame).await?;
+        frame.clear();
+        Ok(())
     }
 }

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use herald_core::Config;
 
-use tikv_jemallocator::Jemalloc;
-
 // jemalloc keeps the resident memory of many idle connections lowest (see ../shared/STACK.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static GLOBAL: Jemalloc = Jemalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     herald_webhooks::install_crypto_provider();
