@@ -7,7 +7,7 @@
 //! itself with disconnect 3008 ("slow") and drops what it held, so a slow subscriber costs the
 //! hub one failed push and never slows anyone else.
 //!
-//! The connection task drains everything queued at once ([`Outbox::drain`]), so a burst of
+//! The connection task drains everything queued at once ([`Outbox::take`]), so a burst of
 //! messages leaves in one frame and one flush. Producers wake the task only when the queue goes
 //! from empty to non-empty: a task with messages waiting has been woken already.
 //!
@@ -192,16 +192,26 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// Move everything queued into `out` (which the caller reuses between calls) and return
-    /// the close request, if any. Releases the queue's memory after a large burst.
-    pub fn drain(&self, out: &mut Vec<Item>) -> Option<Disconnect> {
+    /// Take everything queued, in order, into `spare` (an empty queue whose capacity the
+    /// outbox takes over), and return the close request, if any. The lock is held for a swap;
+    /// a busy connection's two queues trade places without allocating.
+    pub fn take(&self, spare: &mut VecDeque<Item>) -> Option<Disconnect> {
+        debug_assert!(spare.is_empty());
         let mut inner = self.inner.lock();
-        out.extend(inner.items.drain(..));
+        std::mem::swap(&mut inner.items, spare);
         inner.bytes = 0;
-        if inner.items.capacity() > 64 {
-            inner.items = VecDeque::new();
-        }
         inner.closing.clone()
+    }
+
+    /// Free the queue's memory if nothing is queued: an idle connection holds none. Returns
+    /// whether the queue was empty.
+    pub fn release_if_empty(&self) -> bool {
+        let mut inner = self.inner.lock();
+        if !inner.items.is_empty() {
+            return false;
+        }
+        inner.items = VecDeque::new();
+        true
     }
 }
 
@@ -220,8 +230,8 @@ mod tests {
         assert_eq!(outbox.push(Bytes::from_static(b"b")), Ok(()));
         assert_eq!(outbox.push(Bytes::from_static(b"c")), Err(PushError::Overflow));
         assert_eq!(outbox.push(Bytes::from_static(b"d")), Err(PushError::Closed));
-        let mut items = Vec::new();
-        assert_eq!(outbox.drain(&mut items), Some(Disconnect::SLOW));
+        let mut items = VecDeque::new();
+        assert_eq!(outbox.take(&mut items), Some(Disconnect::SLOW));
         assert!(items.is_empty(), "a slow client's backlog is dropped, not sent");
     }
 
@@ -239,13 +249,17 @@ mod tests {
         outbox.push(Bytes::from_static(b"12345")).expect("fits");
         outbox.control(Control::Unsubscribe { channel: "x".into() }).expect("fits");
         outbox.push(Bytes::from_static(b"6789")).expect("fits");
-        let mut items = Vec::new();
-        assert_eq!(outbox.drain(&mut items), None);
+        let mut items = VecDeque::new();
+        assert_eq!(outbox.take(&mut items), None);
         assert_eq!(items.len(), 3);
         assert!(matches!(&items[0], Item::Message(m) if m.as_ref() == b"12345"));
         assert!(matches!(&items[1], Item::Control(c) if matches!(**c, Control::Unsubscribe { .. })));
-        // The byte budget is free again after a drain.
+        // The byte budget is free again after a drain; an empty queue can give its memory back.
         outbox.push(Bytes::from_static(b"1234567890")).expect("fits again");
+        assert!(!outbox.release_if_empty());
+        outbox.take(&mut VecDeque::new());
+        assert!(outbox.release_if_empty());
+        assert_eq!(outbox.inner.lock().items.capacity(), 0);
     }
 
     #[test]

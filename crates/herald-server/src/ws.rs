@@ -9,6 +9,7 @@
 //! by newlines, protobuf messages length-prefixed back to back) and one flush. A write that does
 //! not finish within the ping interval means the client stopped reading; the connection ends.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,7 +101,7 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
     let client_config = &app.config.client;
     let ping_interval = client_config.ping_interval;
     let pong_timeout = client_config.pong_timeout;
-    let ping_bytes = herald_protocol::encode_reply_bytes(protocol, &Reply::default());
+    let ping_bytes = ping_message(protocol);
 
     let mut timers = Timers {
         connect_deadline: Some(Instant::now() + client_config.connect_timeout),
@@ -110,7 +111,6 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
     };
     let sleep = tokio::time::sleep_until(timers.next().into());
     tokio::pin!(sleep);
-    let mut items: Vec<Item> = Vec::new();
     let max_frame = client_config.max_out_frame_bytes;
     let mut shutting_down = false;
 
@@ -123,16 +123,10 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
                 shared.outbox.close(Disconnect::SHUTDOWN);
             }
             _ = shared.outbox.ready() => {
-                let mut writer = Writer { socket: &mut socket, protocol, items: &mut items, max_frame, metrics };
-                // A client that stops reading blocks the write; give up when its queue overflows
-                // meanwhile (3008) or when the write takes longer than a ping interval.
-                let result = tokio::select! {
-                    result = tokio::time::timeout(ping_interval, Box::pin(writer.write_pending(&mut session))) => {
-                        result.unwrap_or(Err(Some(Disconnect::WRITE_ERROR)))
-                    }
-                    disconnect = slow_close(&shared) => Err(Some(disconnect)),
-                };
-                if let Err(disconnect) = result {
+                let writer = Writer { socket: &mut socket, protocol, max_frame, metrics };
+                // Boxed, like every path an idle connection is not waiting in: the task's
+                // future stays the size of what it waits on (socket, outbox, timer).
+                if let Err(disconnect) = Box::pin(writer.write_within(ping_interval, &mut session)).await {
                     break disconnect;
                 }
                 timers.expiry = session.next_expiry();
@@ -149,7 +143,7 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
                         }
                         if !matches!(error, websocket::WsError::Io(_)) {
                             crate::metrics::bad_input("websocket_protocol");
-                            let _ = close_quietly(&mut socket, error.close_code(), "protocol error").await;
+                            let _ = Box::pin(close_quietly(&mut socket, error.close_code(), "protocol error")).await;
                         }
                         break None;
                     }
@@ -161,8 +155,7 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
                         break Some(Disconnect::BAD_REQUEST);
                     }
                     (Received::Ping, _) => {
-                        let payload = socket.message().to_vec();
-                        if socket.send_control(Opcode::Pong, &payload).await.is_err() {
+                        if Box::pin(pong(&mut socket)).await.is_err() {
                             break None;
                         }
                         continue;
@@ -170,7 +163,7 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
                     (Received::Pong, _) => continue,
                     (Received::Close(code), _) => {
                         // Answer the close handshake, echoing the peer's code.
-                        let _ = close_quietly(&mut socket, code.unwrap_or(1000), "").await;
+                        let _ = Box::pin(close_quietly(&mut socket, code.unwrap_or(1000), "")).await;
                         break None;
                     }
                     (Received::Eof, _) => break None,
@@ -220,27 +213,47 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
     shared.outbox.close(disconnect.clone().unwrap_or(Disconnect::SHUTDOWN));
     if let Some(disconnect) = &disconnect {
         crate::metrics::disconnect(disconnect.code);
-        // A disconnect push first (the SDKs act on it as on the close frame; it also reaches
-        // clients behind proxies that rewrite close codes), then the close frame. Best effort:
-        // a client that stopped reading gets a bounded wait, not a stuck task.
-        let push = herald_protocol::Push {
-            disconnect: Some(herald_protocol::Disconnect {
-                code: u32::from(disconnect.code),
-                reason: disconnect.reason.to_string(),
-                reconnect: disconnect.reconnects(),
-            }),
-            ..Default::default()
-        };
-        let bytes = herald_protocol::encode_reply_bytes(protocol, &Reply { push: Some(push), ..Default::default() });
-        let mut frame = websocket::frame_buffer(bytes.len());
-        frame.extend_from_slice(&bytes);
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            socket.send(data_opcode(protocol, &frame[HEADER_ROOM..]), &mut frame).await?;
-            socket.send_close(Some(disconnect.code), &disconnect.reason).await
-        })
-        .await;
+        Box::pin(say_goodbye(&mut socket, protocol, disconnect)).await;
     }
     metrics.connections.decrement(1.0);
+}
+
+/// A disconnect push first (the SDKs act on it as on the close frame; it also reaches clients
+/// behind proxies that rewrite close codes), then the close frame. Best effort: a client that
+/// stopped reading gets a bounded wait, not a stuck task.
+async fn say_goodbye(socket: &mut Socket, protocol: Protocol, disconnect: &Disconnect) {
+    let push = herald_protocol::Push {
+        disconnect: Some(herald_protocol::Disconnect {
+            code: u32::from(disconnect.code),
+            reason: disconnect.reason.to_string(),
+            reconnect: disconnect.reconnects(),
+        }),
+        ..Default::default()
+    };
+    let bytes = herald_protocol::encode_reply_bytes(protocol, &Reply { push: Some(push), ..Default::default() });
+    let mut frame = websocket::frame_buffer(bytes.len());
+    frame.extend_from_slice(&bytes);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        socket.send(data_opcode(protocol, &frame[HEADER_ROOM..]), &mut frame).await?;
+        socket.send_close(Some(disconnect.code), &disconnect.reason).await
+    })
+    .await;
+}
+
+/// Answer a ping with its payload.
+async fn pong(socket: &mut Socket) -> std::io::Result<()> {
+    let payload = socket.message().to_vec();
+    socket.send_control(Opcode::Pong, &payload).await
+}
+
+/// The Centrifugo ping (an empty reply), encoded once per protocol.
+fn ping_message(protocol: Protocol) -> bytes::Bytes {
+    static PINGS: std::sync::OnceLock<[bytes::Bytes; 2]> = std::sync::OnceLock::new();
+    let pings = PINGS.get_or_init(|| {
+        [Protocol::Json, Protocol::Protobuf]
+            .map(|p| bytes::Bytes::from(herald_protocol::encode_reply_bytes(p, &Reply::default()).to_vec()))
+    });
+    pings[usize::from(protocol == Protocol::Protobuf)].clone()
 }
 
 /// Resolves when the outbox closes because the client is slow; never for other closes, which
@@ -275,28 +288,38 @@ fn data_opcode(protocol: Protocol, payload: &[u8]) -> Opcode {
 struct Writer<'a> {
     socket: &'a mut Socket,
     protocol: Protocol,
-    items: &'a mut Vec<Item>,
     max_frame: usize,
     metrics: &'a crate::metrics::Metrics,
 }
 
 impl Writer<'_> {
+    /// [`Self::write_pending`], unless the client stops reading: give up when its queue
+    /// overflows meanwhile (3008) or when the writes take longer than `limit`.
+    async fn write_within(mut self, limit: Duration, session: &mut Session) -> Result<(), Option<Disconnect>> {
+        let shared = session.shared.clone();
+        tokio::select! {
+            result = tokio::time::timeout(limit, self.write_pending(session)) => {
+                result.unwrap_or(Err(Some(Disconnect::WRITE_ERROR)))
+            }
+            disconnect = slow_close(&shared) => Err(Some(disconnect)),
+        }
+    }
+
     /// Drain and write until the outbox is empty (or a few rounds passed). `Err` ends the
     /// connection: `Some` with a close code to send, `None` when the socket is already gone.
     async fn write_pending(&mut self, session: &mut Session) -> Result<(), Option<Disconnect>> {
         let shared = session.shared.clone();
+        let mut items = VecDeque::new();
         for _ in 0..MAX_WRITE_ROUNDS {
-            let closing = shared.outbox.drain(self.items);
+            let closing = shared.outbox.take(&mut items);
             if closing.as_ref() == Some(&Disconnect::SLOW) {
                 // A slow client's backlog is dropped, not sent.
-                self.items.clear();
                 return Err(closing);
             }
             let mut ended: Option<Disconnect> = None;
-            let items = std::mem::take(self.items);
             let mut frame: Vec<u8> = Vec::new();
-            let mut items_iter = items.into_iter();
-            for item in items_iter.by_ref() {
+            // Drained in place, so the queue's capacity goes back to the outbox next round.
+            while let Some(item) = items.pop_front() {
                 match item {
                     Item::Message(bytes) => {
                         if frame.len() > HEADER_ROOM && frame.len() + bytes.len() > self.max_frame + HEADER_ROOM {
@@ -318,20 +341,14 @@ impl Writer<'_> {
                     }
                 }
             }
-            // Keep the items buffer only while busy: a burst's capacity is freed once drained.
-            let mut reuse: Vec<Item> = items_iter.collect();
-            reuse.clear();
-            if reuse.capacity() <= 16 {
-                *self.items = reuse;
-            }
             if !frame.is_empty() {
                 self.write_frame(&mut frame).await.map_err(|_| None)?;
             }
             if let Some(disconnect) = ended.or(closing) {
                 return Err(Some(disconnect));
             }
-            if !shared.outbox.has_pending() {
-                *self.items = Vec::new();
+            items.clear();
+            if shared.outbox.release_if_empty() {
                 return Ok(());
             }
         }
