@@ -174,6 +174,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if let Some(received) = self.parse_next()? {
                 return Ok(received);
             }
+            if self.consumed > 0 {
+                // Only an incomplete frame is left: move it to the front before reading on
+                // (once per read, not once per frame of a pipelined burst).
+                self.input.drain(..self.consumed);
+                self.consumed = 0;
+            }
             let read = poll_fn(|cx| self.poll_fill(cx)).await?;
             if read == 0 {
                 return if self.input.is_empty() && self.fragments.is_none() {
@@ -185,18 +191,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// Forget the message handed out last; free buffers that became empty.
+    /// Forget the message handed out last; free the input buffer once all of it is consumed.
     fn release_message(&mut self) {
         if matches!(self.message.take(), Some(MessageAt::Fragments)) {
             self.fragments = None;
         }
-        if self.consumed > 0 {
-            if self.consumed == self.input.len() {
-                // Idle again: give the memory back.
-                self.input = Vec::new();
-            } else {
-                self.input.drain(..self.consumed);
-            }
+        if self.consumed > 0 && self.consumed == self.input.len() {
+            // Idle again: give the memory back.
+            self.input = Vec::new();
             self.consumed = 0;
         }
     }
@@ -567,6 +569,21 @@ mod tests {
         assert_eq!(ws.message(), &long[..]);
         assert_eq!(ws.recv().await.unwrap(), Received::Eof);
         assert!(ws.input.capacity() == 0, "an idle connection holds no input buffer");
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_burst_comes_out_frame_by_frame() {
+        let mut bytes = Vec::new();
+        for i in 0..200 {
+            bytes.extend(client_frame(true, 1, format!("{{\"id\":{i}}}").as_bytes()));
+        }
+        let mut ws = server_with(bytes).await;
+        for i in 0..200 {
+            assert_eq!(ws.recv().await.unwrap(), Received::Text);
+            assert_eq!(ws.message(), format!("{{\"id\":{i}}}").as_bytes());
+        }
+        assert_eq!(ws.recv().await.unwrap(), Received::Eof);
+        assert_eq!(ws.input.capacity(), 0);
     }
 
     #[tokio::test]
