@@ -27,7 +27,9 @@
 //! channel's row, falling back to one savepoint per request only if the run fails.
 //!
 //! **Claims and leases.** `claim_due_deliveries` is a write job: it marks due deliveries
-//! `Sending` with `lease_until = now + lease_ms` and commits before returning them. No
+//! `Sending` with `lease_until = now + lease_ms` and commits before returning them (without
+//! waiting for an fsync: a claim lost to a power failure only makes the delivery claimable
+//! again; see `sqlite/writer.rs`). No
 //! transaction is held during the HTTP call. A worker that dies leaves its delivery `Sending`;
 //! once the lease has ended it is due again and the next claim takes it (crash recovery). An
 //! endpoint with `max_concurrency` 1 is ordered: only its oldest unfinished delivery is ever
@@ -297,7 +299,8 @@ impl Store for SqliteStore {
         limit: usize,
         lease_ms: i64,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
-        self.write(move |conn| deliveries::claim_due_deliveries(conn, now, limit, lease_ms)).await
+        // A lease: see the writer's module doc for why a claim need not wait for an fsync.
+        self.writer.write_lease(move |conn| deliveries::claim_due_deliveries(conn, now, limit, lease_ms)).await
     }
 
     async fn record_attempt(&self, delivery_id: i64, attempt: NewAttempt, next: DeliveryNext) -> StoreResult<Attempt> {
@@ -487,5 +490,18 @@ mod tests {
         let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |row| row.get(0)).expect("synchronous");
         let foreign_keys: bool = conn.query_row("PRAGMA foreign_keys", [], |row| row.get(0)).expect("foreign_keys");
         assert_eq!((mode.as_str(), synchronous, foreign_keys), ("wal", 2, true), "WAL, synchronous=FULL, foreign keys");
+    }
+
+    #[tokio::test]
+    async fn only_lease_batches_commit_without_fsync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = open_connection(&dir.path().join("herald.db")).expect("open");
+        let (writer, _thread) = WriterHandle::spawn(conn, 16, 16).expect("writer");
+        let synchronous = |conn: &Connection| conn.query_row("PRAGMA synchronous", [], |row| row.get::<_, i64>(0)).db();
+        // 1 = NORMAL (no fsync at commit), 2 = FULL.
+        assert_eq!(writer.write_lease(synchronous).await.expect("lease"), 1);
+        assert_eq!(writer.write(synchronous).await.expect("write"), 2);
+        assert_eq!(writer.write_lease(synchronous).await.expect("lease"), 1);
+        assert_eq!(writer.write(synchronous).await.expect("write"), 2);
     }
 }

@@ -8,6 +8,14 @@
 //! is durable. While one batch commits, the next one queues up, so the batch size adapts to the
 //! load by itself and no timer is needed.
 //!
+//! Delivery claims are the exception to "durable before answered": a claim only marks a
+//! delivery as leased, and a claim lost to a power failure leaves the delivery claimable again,
+//! which at-least-once delivery allows anyway. A batch made only of such requests
+//! ([`WriterHandle::write_lease`]) commits with `synchronous=NORMAL` (written to the WAL, no
+//! fsync; a process crash still loses nothing, and the next full commit's fsync covers it).
+//! That takes one of the two fsyncs off every delivery to an in-order endpoint, where claim and
+//! settle alternate and cannot share a batch.
+//!
 //! Durable-channel appends are the hot path (one small publication per request, many
 //! thousands a second), so they have a request kind of their own: a run of consecutive appends
 //! in a batch is written under one savepoint with each channel's top offset read and written
@@ -29,6 +37,8 @@ use crate::{NewPublication, StoreError, StoreResult, StreamPosition, now_ms};
 pub(crate) enum Request {
     /// Any write, as a closure.
     Job(Box<dyn Job>),
+    /// A write whose loss on power failure breaks no rule (a lease); see the module doc.
+    Lease(Box<dyn Job>),
     /// Durable publications to append (batched with its neighbours; see the module doc).
     Append(AppendRequest),
 }
@@ -56,7 +66,7 @@ impl AppendRequest {
 impl Request {
     fn finish(self, commit: Result<(), &StoreError>) {
         match self {
-            Request::Job(job) => job.finish(commit),
+            Request::Job(job) | Request::Lease(job) => job.finish(commit),
             Request::Append(append) => append.finish(commit),
         }
     }
@@ -136,9 +146,27 @@ impl WriterHandle {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        self.job(work, Request::Job).await
+    }
+
+    /// Run `work` (a lease: its loss on power failure must break no rule) in the next group
+    /// commit; resolves once it is committed, not necessarily fsynced.
+    pub(crate) async fn write_lease<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.job(work, Request::Lease).await
+    }
+
+    async fn job<T, F>(&self, work: F, kind: fn(Box<dyn Job>) -> Request) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(FnJob { work: Some(work), outcome: None, reply });
-        self.send(Request::Job(job)).await?;
+        self.send(kind(job)).await?;
         answer.await.map_err(|_| StoreError::Unavailable("the store writer stopped before answering".to_owned()))?
     }
 
@@ -160,6 +188,8 @@ impl WriterHandle {
 
 fn writer_loop(conn: Connection, mut receiver: mpsc::Receiver<Request>, max_batch: usize) {
     let mut batch: Vec<Request> = Vec::with_capacity(max_batch);
+    // The connection is opened with synchronous=FULL.
+    let mut full_sync = true;
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -167,6 +197,17 @@ fn writer_loop(conn: Connection, mut receiver: mpsc::Receiver<Request>, max_batc
                 Ok(request) => batch.push(request),
                 Err(_) => break,
             }
+        }
+        let needs_full = batch.iter().any(|request| !matches!(request, Request::Lease(_)));
+        if needs_full != full_sync {
+            let mode = if needs_full { "FULL" } else { "NORMAL" };
+            if let Err(error) = conn.pragma_update(None, "synchronous", mode).db() {
+                for request in batch.drain(..) {
+                    request.finish(Err(&error));
+                }
+                continue;
+            }
+            full_sync = needs_full;
         }
         run_batch(&conn, &mut batch);
     }
@@ -203,7 +244,7 @@ fn run_requests(conn: &Connection, batch: &mut [Request]) -> StoreResult<()> {
     while idx < batch.len() {
         let run_len = batch[idx..].iter().take_while(|request| matches!(request, Request::Append(_))).count();
         if run_len == 0 {
-            if let Request::Job(job) = &mut batch[idx] {
+            if let Request::Job(job) | Request::Lease(job) = &mut batch[idx] {
                 savepoint(conn, || catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false))?;
             }
             idx += 1;
@@ -213,7 +254,7 @@ fn run_requests(conn: &Connection, batch: &mut [Request]) -> StoreResult<()> {
             .iter_mut()
             .filter_map(|request| match request {
                 Request::Append(append) => Some(append),
-                Request::Job(_) => None,
+                Request::Job(_) | Request::Lease(_) => None,
             })
             .collect();
         run_appends(conn, &mut run)?;
