@@ -158,6 +158,13 @@ install_sockudo() {
 # ---------------------------------------------------------------- main
 if (( $# )); then PEERS=("$@"); else PEERS=("${ALL_PEERS[@]}"); fi
 
+# The suite's API scenario also drives every target with wrk (Debian package).
+if ! command -v wrk >/dev/null; then
+  say "installing wrk (load tool for the API scenario)"
+  apt_update_if_needed
+  apt-get install -y -qq --no-install-recommends wrk || say "wrk could not be installed: the API scenario's wrk rows will fail"
+fi
+
 declare -A RESULT TIME
 ok_count=0
 for peer in "${PEERS[@]}"; do

@@ -720,10 +720,15 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
         for case in &cases {
             let eligible: Vec<&Target> =
                 targets.iter().filter(|t| t.codec == Codec::Json || case.protobuf_too).collect();
+            // Targets found unable to run this case: recorded once, not tried again.
+            let mut unsupported: Vec<String> = Vec::new();
             for rep in 0..reps {
                 let order: Vec<&Target> =
                     if rep % 2 == 0 { eligible.clone() } else { eligible.iter().rev().copied().collect() };
                 for t in order {
+                    if unsupported.contains(&t.name) {
+                        continue;
+                    }
                     let base = json!({"target": t.name, "kind": t.kind.name(), "case": case.name, "params": case.params, "rep": rep});
                     let mut entry = base.clone();
                     let set = |e: &mut Value, k: &str, v: Value| {
@@ -792,8 +797,9 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
                     runs.push(entry);
                     write_json(&path, &json!({"scenario": scenario, "runs": runs}))?;
                     if skip_later {
-                        // Unsupported stays unsupported: do not repeat it.
-                        break;
+                        // Unsupported stays unsupported: do not repeat it (the other targets of
+                        // this repetition still run).
+                        unsupported.push(t.name.clone());
                     }
                 }
             }
