@@ -337,29 +337,12 @@ async fn stop(r: &mut Running) {
     }
 }
 
-/// Status of a GET (fresh connection).
+/// Status of a GET (fresh connection), within 2 s.
 pub async fn http_status(url: &str) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://")?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
+    let (host, path) = coldstart::split_http_url(url)?;
     let fut = async {
-        let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .ok()?;
-        let mut buf = [0u8; 32];
-        let mut have = 0;
-        while have < 12 {
-            let n = s.read(&mut buf[have..]).await.ok()?;
-            if n == 0 {
-                break;
-            }
-            have += n;
-        }
-        std::str::from_utf8(&buf[..have]).ok()?.split_whitespace().nth(1)?.parse().ok()
+        let addr = tokio::net::lookup_host(host).await.ok()?.next()?;
+        coldstart::probe(addr, host, path).await
     };
     tokio::time::timeout(Duration::from_secs(2), fut).await.ok().flatten()
 }

@@ -182,11 +182,6 @@ impl Outbox {
         }
     }
 
-    /// Whether anything is queued.
-    pub fn has_pending(&self) -> bool {
-        !self.inner.lock().items.is_empty()
-    }
-
     /// Wake the connection task as if something had been queued.
     pub fn wake(&self) {
         self.notify.notify_one();

@@ -42,8 +42,17 @@ pub struct ColdstartArgs {
     pub out: Option<PathBuf>,
 }
 
-/// One GET; the status code.
-async fn probe(addr: std::net::SocketAddr, host: &str, path: &str) -> Option<u16> {
+/// Split `http://host:port/path` into host and path (`/` when absent).
+pub(crate) fn split_http_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("http://")?;
+    Some(match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    })
+}
+
+/// One GET over a fresh connection; the status code.
+pub(crate) async fn probe(addr: std::net::SocketAddr, host: &str, path: &str) -> Option<u16> {
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.ok()?;
@@ -73,11 +82,7 @@ fn terminate(pid: u32) {
 }
 
 pub async fn run(args: ColdstartArgs) -> Result<Value> {
-    let rest = args.ready.strip_prefix("http://").ok_or_else(|| anyhow!("--ready must be http://"))?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
+    let (host, path) = split_http_url(&args.ready).ok_or_else(|| anyhow!("--ready must be http://"))?;
     let addr = tokio::net::lookup_host(host).await?.next().ok_or_else(|| anyhow!("{host} resolves to nothing"))?;
     let mut ready_ms = Vec::new();
     let mut rss_ready = Vec::new();
