@@ -8,6 +8,27 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# ensure_tool COMMAND DEBIAN_PACKAGE: install a tool the suite drives when it is missing (as
+# root, from Debian's packages). One that cannot be had is reported loudly; the suite then skips
+# what needs it and says so again in its summary.
+ensure_tool() {
+  local cmd="$1" pkg="$2"
+  command -v "$cmd" > /dev/null && return 0
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get > /dev/null; then
+    echo "installing $pkg (apt-get) for $cmd" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends "$pkg" > /dev/null 2>&1 \
+      || { apt-get update -qq > /dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "$pkg" > /dev/null; } \
+      || true
+  fi
+  if ! command -v "$cmd" > /dev/null; then
+    echo "!!! WARNING: $cmd is not installed and could not be installed (Debian package $pkg): what needs it is SKIPPED !!!" >&2
+  fi
+}
+
+step "tools the suite drives (wrk for the server API benchmark)"
+ensure_tool wrk wrk
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -639,6 +639,12 @@ peers: `--kind raw-ws|socketio|pusher|nchan --url WS_URL_TEMPLATE --publish-url 
             let _ = writeln!(md, "- {}", crate::report::show(Some(x)));
         }
     }
+    if let Some(f) = meta.get("skipped").and_then(Value::as_array).filter(|a| !a.is_empty()) {
+        let _ = writeln!(md, "\n### Skipped cases (a load tool is not installed)\n");
+        for x in f {
+            let _ = writeln!(md, "- {}", crate::report::show(Some(x)));
+        }
+    }
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent).ok();
     }

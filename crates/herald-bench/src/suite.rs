@@ -225,6 +225,8 @@ struct Ctx {
     starts: u64,
     herald_failures: Vec<String>,
     peer_failures: Vec<String>,
+    /// Cases not run because a load tool they need is not installed.
+    skipped: Vec<String>,
 }
 
 impl Ctx {
@@ -478,6 +480,26 @@ fn cases(scenario: &str, mode: Mode, max_conns: usize) -> Vec<Case> {
     }
 }
 
+/// Why a case cannot run on this machine: an external load tool it drives is not installed.
+fn missing_tool(run: &CaseRun) -> Option<String> {
+    match run {
+        CaseRun::Api { wrk: true, .. } if !on_path("wrk") => {
+            Some("wrk is not installed (Debian package `wrk`; scripts/test.sh installs it)".into())
+        }
+        _ => None,
+    }
+}
+
+/// Whether an executable of that name is on `PATH`.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -694,6 +716,7 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
         starts: 0,
         herald_failures: vec![],
         peer_failures: vec![],
+        skipped: vec![],
     };
     let t_all = Instant::now();
     for scenario in &scenarios {
@@ -701,6 +724,20 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
         let mut runs: Vec<Value> = Vec::new();
         let path = out.join(format!("{scenario}.json"));
         for case in &cases {
+            if let Some(why) = missing_tool(&case.run) {
+                // A load tool that is not installed says nothing about any server: every target
+                // is recorded as skipped, loudly, and nothing fails.
+                say(format!("\n[suite] SKIPPED {scenario} / {}: {why}", case.name));
+                ctx.skipped.push(format!("{scenario} / {}: {why}", case.name));
+                for t in targets.iter().filter(|t| t.codec == Codec::Json || case.protobuf_too) {
+                    runs.push(
+                        json!({"target": t.name, "kind": t.kind.name(), "case": case.name, "params": case.params,
+                        "rep": 0, "status": "skipped", "error": why}),
+                    );
+                }
+                write_json(&path, &json!({"scenario": scenario, "runs": runs}))?;
+                continue;
+            }
             let eligible: Vec<&Target> =
                 targets.iter().filter(|t| t.codec == Codec::Json || case.protobuf_too).collect();
             // Targets found unable to run this case: recorded once, not tried again.
@@ -797,6 +834,7 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
         o.insert("loadavg_end".into(), json!(loadavg()));
         o.insert("herald_failures".into(), json!(ctx.herald_failures));
         o.insert("peer_failures".into(), json!(ctx.peer_failures));
+        o.insert("skipped".into(), json!(ctx.skipped));
     }
     write_json(&out.join("meta.json"), &meta)?;
     say(format!(
@@ -808,6 +846,9 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
     ));
     for f in ctx.herald_failures.iter().chain(&ctx.peer_failures) {
         say(format!("  FAILED {f}"));
+    }
+    for s in &ctx.skipped {
+        say(format!("  SKIPPED (a load tool is missing, not a failure) {s}"));
     }
     if !ctx.herald_failures.is_empty() || (ctx.args.strict && !ctx.peer_failures.is_empty()) {
         bail!("{} Herald run(s) and {} peer run(s) failed", ctx.herald_failures.len(), ctx.peer_failures.len());
