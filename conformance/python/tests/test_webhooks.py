@@ -495,6 +495,23 @@ def test_validation_errors_are_422(svix, receiver):
     assert svix.endpoint.list(app.id).data == [], "nothing was created"
 
 
+def test_endpoint_with_an_unresolvable_public_name_is_created(svix):
+    """As Svix: a host name is not resolved at creation (the svix kitchen-sink test creates
+    https://example.svix.com/); deliveries check the addresses when they connect. What is
+    non-public by its form alone is still refused."""
+    app = svix.application.create(ApplicationIn(name="py names", uid=f"py-names-{uid()}"))
+    for url in ["https://example.svix.com/", f"https://hooks-{uid()}.no-such-domain-herald.com/in"]:
+        endpoint = svix.endpoint.create(app.id, EndpointIn(url=url, description="name only"))
+        assert endpoint.url == url
+        assert endpoint.id.startswith("ep_")
+    for url in ["http://metadata.google.internal/computeMetadata/v1/", "http://intranet/hook", "http://printer.local/"]:
+        with pytest.raises(HTTPValidationError) as exc:
+            svix.endpoint.create(app.id, EndpointIn(url=url))
+        assert exc.value.status_code == 422
+        assert any(d.loc == ["body", "url"] for d in exc.value.detail), exc.value.detail
+    assert len(svix.endpoint.list(app.id).data) == 2
+
+
 def test_wrong_token_is_401():
     now = int(time.time())
     forged = sign_jwt({"sub": "org_conformance", "iat": now}, "not-the-management-secret")

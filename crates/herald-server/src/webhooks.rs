@@ -35,11 +35,7 @@ pub fn management_router(app: &Arc<AppState>) -> Option<axum::Router> {
                 webhooks.notify();
             }
         }),
-        check_url: Arc::new(move |url: &str| {
-            let guard = guard.clone();
-            let url = url.to_owned();
-            Box::pin(async move { guard.check_url(&url).await.map_err(|error| error.to_string()) })
-        }),
+        check_url: Arc::new(move |url: &str| guard.check_url(url).map_err(|error| error.to_string())),
     };
     Some(herald_svix::router(Arc::new(state)))
 }

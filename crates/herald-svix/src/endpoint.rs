@@ -153,7 +153,7 @@ async fn check_references(inner: &Inner, event_types: Option<&[String]>, url: Op
         }
     }
     if let Some(url) = url {
-        (inner.svix.check_url)(url).await.map_err(|reason| ApiError::validation(&["body", "url"], reason))?;
+        (inner.svix.check_url)(url).map_err(|reason| ApiError::validation(&["body", "url"], reason))?;
     }
     Ok(())
 }

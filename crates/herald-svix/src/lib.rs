@@ -33,8 +33,6 @@ mod output;
 mod time;
 mod validate;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,8 +52,8 @@ use crate::idempotency::KeyLocks;
 /// entries are ignored even before they are pruned.
 pub const IDEMPOTENCY_KEY_TTL: Duration = Duration::from_secs(12 * 3600);
 
-/// The future [`SvixState::check_url`] returns (a `futures::future::BoxFuture<'static, _>`).
-pub type CheckUrlFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+/// Judges an endpoint URL: `Err(reason)` when it may not be used.
+pub type CheckUrl = dyn Fn(&str) -> Result<(), String> + Send + Sync;
 
 /// What the management API needs from the server.
 pub struct SvixState {
@@ -70,8 +68,9 @@ pub struct SvixState {
     /// starts on them now rather than at its next poll.
     pub on_rescheduled: Arc<dyn Fn() + Send + Sync>,
     /// Validates an endpoint URL against the SSRF guard when an endpoint is created or its URL
-    /// changes; `Err(reason)` becomes a 422 on `url` with `reason` as the message.
-    pub check_url: Arc<dyn Fn(&str) -> CheckUrlFuture + Send + Sync>,
+    /// changes; `Err(reason)` becomes a 422 on `url` with `reason` as the message. It judges the
+    /// URL's form only (no DNS in the request path); deliveries check resolved addresses.
+    pub check_url: Arc<CheckUrl>,
 }
 
 /// The handlers' shared state: the caller's [`SvixState`] plus what this crate derives from it.

@@ -40,6 +40,8 @@ pub enum SsrfError {
     MissingHost,
     #[error("{host} resolves to {ip}, a {class} address, which endpoints may not reach")]
     Blocked { host: String, ip: IpAddr, class: IpClass },
+    #[error("{0} is a local host name, which endpoints may not reach")]
+    LocalName(String),
     #[error("cannot resolve {host}: {source}")]
     Resolve { host: String, source: std::io::Error },
     #[error("{0} resolves to no address")]
@@ -254,28 +256,72 @@ impl Guard {
         }
     }
 
-    /// Check an endpoint URL when it is created or changed: http or https, a host, and every
-    /// address the host resolves to allowed.
-    pub async fn check_url(&self, url: &str) -> Result<(), SsrfError> {
+    /// Check an endpoint URL when it is created or changed: http or https, a host, and a host
+    /// that is not non-public by its form. IP literals are judged by their address; host names
+    /// are not resolved (a name that does not resolve today may tomorrow, and Svix accepts
+    /// them), only names reserved for local use are judged here ([`NameClass`]). Every address
+    /// a name resolves to is checked when a delivery connects, by [`GuardedResolver`].
+    pub fn check_url(&self, url: &str) -> Result<(), SsrfError> {
         let url = Url::parse(url).map_err(|error| SsrfError::InvalidUrl(error.to_string()))?;
         match literal_host(&url)? {
             Host::Ip(ip) => self.check_ip(&ip.to_string(), ip),
-            Host::Name(name) => {
-                let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                    .await
-                    .map_err(|source| SsrfError::Resolve { host: name.clone(), source })?
-                    .collect();
-                if addrs.is_empty() {
-                    return Err(SsrfError::NoAddresses(name));
+            Host::Name(name) => match NameClass::of(&name) {
+                NameClass::Public => Ok(()),
+                // A loopback name reaches whatever the loopback addresses allow.
+                NameClass::Loopback => {
+                    let (v4, v6) = (IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST));
+                    if self.is_allowed(v4) || self.is_allowed(v6) {
+                        Ok(())
+                    } else {
+                        Err(SsrfError::Blocked { host: name, ip: v4, class: IpClass::Loopback })
+                    }
                 }
-                addrs.iter().try_for_each(|addr| self.check_ip(&name, addr.ip()))
-            }
+                // Where a local name leads is only known when it resolves: an operator who
+                // allowed a private network (not just loopback) may mean it.
+                NameClass::Local => {
+                    let private = |net: &Network| !matches!(classify(net.addr), IpClass::Public | IpClass::Loopback);
+                    if self.allow.iter().any(private) { Ok(()) } else { Err(SsrfError::LocalName(name)) }
+                }
+            },
         }
     }
 
     /// A DNS resolver for the HTTP client that drops addresses this guard refuses.
     pub fn resolver(self: &Arc<Self>) -> GuardedResolver {
         GuardedResolver { guard: Arc::clone(self) }
+    }
+}
+
+/// What a host name is by its form alone, without resolving it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameClass {
+    /// A name that resolves through public DNS, as far as its form tells.
+    Public,
+    /// `localhost` and `*.localhost` (RFC 6761): always the loopback addresses.
+    Loopback,
+    /// A name that only a local resolver answers: a single label (completed by the resolver's
+    /// search domains) or a name under a suffix set aside for local use: `.local` (mDNS,
+    /// RFC 6762), `.home.arpa` (RFC 8375), `.internal` (reserved by ICANN for private use,
+    /// e.g. `metadata.google.internal`), and the customary `.localdomain`, `.lan`, `.intranet`,
+    /// `.corp` and `.private`.
+    Local,
+}
+
+impl NameClass {
+    const LOCAL_SUFFIXES: [&'static str; 8] =
+        ["local", "home.arpa", "internal", "localdomain", "lan", "intranet", "corp", "private"];
+
+    /// Classify a host name (without a trailing dot).
+    pub fn of(name: &str) -> NameClass {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let under = |suffix: &str| name == suffix || name.ends_with(&format!(".{suffix}"));
+        if under("localhost") {
+            NameClass::Loopback
+        } else if !name.contains('.') || Self::LOCAL_SUFFIXES.iter().any(|suffix| under(suffix)) {
+            NameClass::Local
+        } else {
+            NameClass::Public
+        }
     }
 }
 
@@ -470,11 +516,11 @@ mod tests {
         assert!(matches!(Guard::new(&["10.0.0.0".to_owned()]), Err(SsrfError::InvalidNetwork(_))));
     }
 
-    #[tokio::test]
-    async fn check_url_checks_scheme_host_and_addresses() {
+    #[test]
+    fn check_url_checks_scheme_host_and_literal_addresses() {
         let strict = Guard::new(&[]).expect("valid");
-        strict.check_url("https://8.8.8.8/hook").await.expect("public literal");
-        strict.check_url("http://[2606:4700:4700::1111]:8080/").await.expect("public v6 literal");
+        strict.check_url("https://8.8.8.8/hook").expect("public literal");
+        strict.check_url("http://[2606:4700:4700::1111]:8080/").expect("public v6 literal");
         for blocked in [
             "http://127.0.0.1/",
             "http://127.1/",
@@ -486,22 +532,50 @@ mod tests {
             "http://10.0.0.1:8080/",
             "http://0.0.0.0/",
             "http://localhost:3000/",
+            "http://api.localhost/",
+            "http://LOCALHOST./",
         ] {
-            let error = strict.check_url(blocked).await.expect_err(blocked);
+            let error = strict.check_url(blocked).expect_err(blocked);
             assert!(matches!(error, SsrfError::Blocked { .. }), "{blocked}: {error}");
         }
-        assert!(matches!(strict.check_url("ftp://8.8.8.8/").await, Err(SsrfError::UnsupportedScheme(_))));
-        assert!(matches!(strict.check_url("not a url").await, Err(SsrfError::InvalidUrl(_))));
-        assert!(matches!(strict.check_url("file:///etc/passwd").await, Err(SsrfError::UnsupportedScheme(_))));
+        assert!(matches!(strict.check_url("ftp://8.8.8.8/"), Err(SsrfError::UnsupportedScheme(_))));
+        assert!(matches!(strict.check_url("not a url"), Err(SsrfError::InvalidUrl(_))));
+        assert!(matches!(strict.check_url("file:///etc/passwd"), Err(SsrfError::UnsupportedScheme(_))));
 
         let lenient = Guard::new(&["127.0.0.0/8".to_owned()]).expect("valid");
-        lenient.check_url("http://127.0.0.1:9/").await.expect("allowed network");
-        // `localhost` may also resolve to ::1, which is not in the allowed network.
-        match lenient.check_url("http://localhost/").await {
-            Ok(()) => {}
-            Err(SsrfError::Blocked { ip: refused, .. }) => assert_eq!(refused, ip("::1")),
-            Err(error) => panic!("unexpected error: {error}"),
+        lenient.check_url("http://127.0.0.1:9/").expect("allowed network");
+        // `localhost` may also resolve to ::1; the resolver drops that address at delivery.
+        lenient.check_url("http://localhost/").expect("loopback allowed");
+    }
+
+    #[test]
+    fn host_names_are_judged_by_form_not_resolved() {
+        let strict = Guard::new(&[]).expect("valid");
+        // Svix accepts names that do not resolve (its SDK tests create this one); the
+        // addresses are checked when a delivery connects.
+        strict.check_url("https://example.svix.com/").expect("public name");
+        strict.check_url("https://no-such-host.invalid-herald-test.com/x").expect("unresolved public name");
+        for local in [
+            "http://printer.local/",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://router.home.arpa/",
+            "http://intranet/",
+            "http://db.corp:5432/",
+            "http://box.localdomain/",
+        ] {
+            let error = strict.check_url(local).expect_err(local);
+            assert!(matches!(error, SsrfError::LocalName(_)), "{local}: {error}");
         }
+        // Allowing loopback does not open local names; allowing a private network does.
+        let loopback = Guard::new(&["127.0.0.0/8".to_owned()]).expect("valid");
+        assert!(matches!(loopback.check_url("http://billing.internal/"), Err(SsrfError::LocalName(_))));
+        let private = Guard::new(&["10.0.0.0/8".to_owned()]).expect("valid");
+        private.check_url("http://billing.internal/").expect("allowed private network");
+        assert!(private.check_url("http://localhost/").is_err(), "loopback stays refused");
+        assert_eq!(NameClass::of("example.com"), NameClass::Public);
+        assert_eq!(NameClass::of("localhost.example.com"), NameClass::Public);
+        assert_eq!(NameClass::of("a.b.localhost."), NameClass::Loopback);
+        assert_eq!(NameClass::of("Foo.Internal"), NameClass::Local);
     }
 
     #[tokio::test]
