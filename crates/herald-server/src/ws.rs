@@ -213,31 +213,18 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
     shared.outbox.close(disconnect.clone().unwrap_or(Disconnect::SHUTDOWN));
     if let Some(disconnect) = &disconnect {
         crate::metrics::disconnect(disconnect.code);
-        Box::pin(say_goodbye(&mut socket, protocol, disconnect)).await;
+        Box::pin(say_goodbye(&mut socket, disconnect)).await;
     }
     metrics.connections.decrement(1.0);
 }
 
-/// A disconnect push first (the SDKs act on it as on the close frame; it also reaches clients
-/// behind proxies that rewrite close codes), then the close frame. Best effort: a client that
-/// stopped reading gets a bounded wait, not a stuck task.
-async fn say_goodbye(socket: &mut Socket, protocol: Protocol, disconnect: &Disconnect) {
-    let push = herald_protocol::Push {
-        disconnect: Some(herald_protocol::Disconnect {
-            code: u32::from(disconnect.code),
-            reason: disconnect.reason.to_string(),
-            reconnect: disconnect.reconnects(),
-        }),
-        ..Default::default()
-    };
-    let bytes = herald_protocol::encode_reply_bytes(protocol, &Reply { push: Some(push), ..Default::default() });
-    let mut frame = websocket::frame_buffer(bytes.len());
-    frame.extend_from_slice(&bytes);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        socket.send(data_opcode(protocol, &frame[HEADER_ROOM..]), &mut frame).await?;
-        socket.send_close(Some(disconnect.code), &disconnect.reason).await
-    })
-    .await;
+/// The close frame carries the disconnect (code and reason), as Centrifugo does on a
+/// bidirectional WebSocket: no disconnect push before it. A push makes centrifuge-python see the
+/// connection closing before it handled the push, read no close code, and reconnect forever
+/// (an invalid token would never stop at 3500). Transports without a close frame use the push.
+/// Best effort: a client that stopped reading gets a bounded wait, not a stuck task.
+async fn say_goodbye(socket: &mut Socket, disconnect: &Disconnect) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send_close(Some(disconnect.code), &disconnect.reason)).await;
 }
 
 /// Answer a ping with its payload.

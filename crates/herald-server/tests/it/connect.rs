@@ -166,9 +166,6 @@ async fn missing_pong_closes_with_3012() {
             .expect("read");
         match message {
             tokio_tungstenite::tungstenite::Message::Text(text) if text.as_str() == "{}" => saw_ping = true,
-            tokio_tungstenite::tungstenite::Message::Text(text) if text.contains("\"disconnect\"") => {
-                assert!(text.contains("3012"), "the disconnect push carries the close code: {text}");
-            }
             tokio_tungstenite::tungstenite::Message::Close(Some(frame)) => break u16::from(frame.code),
             other => panic!("unexpected {other:?}"),
         }
