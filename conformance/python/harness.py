@@ -240,3 +240,70 @@ async def subscribe(client, channel: str, timeout: float = 5.0, **kwargs):
     name, ctx = await first_of(rec, ["subscribed", "unsubscribed"], timeout)
     assert name == "subscribed", f"subscription to {channel} ended: {ctx!r}"
     return sub, ctx
+
+
+# ---------------------------------------------------------------------------------------
+# A private Herald (for settings the shared server does not have)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateHerald:
+    """`herald serve` with the conformance config plus HERALD_* overrides, on its own port and
+    store, its log (stderr) piped to a file. Use as an async context manager."""
+
+    def __init__(self, tmp_path: Path, **overrides: str) -> None:
+        self.port = free_port()
+        self.log_path = tmp_path / "herald.log"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+        self.env.update(
+            {
+                "HERALD_SERVER__LISTEN": f"127.0.0.1:{self.port}",
+                "HERALD_STORE__DATA_DIR": str(tmp_path / "data"),
+                "RUST_LOG": "info",
+            }
+        )
+        self.env.update(overrides)
+        self.http = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/connection/websocket"
+        self.proc = None
+
+    async def __aenter__(self) -> "PrivateHerald":
+        import urllib.request
+
+        self._log = open(self.log_path, "wb")
+        self.proc = await asyncio.create_subprocess_exec(
+            HERALD_BIN, "--config", HERALD_CONFIG, "serve", env=self.env, stdout=self._log, stderr=self._log
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            if self.proc.returncode is not None:
+                raise AssertionError(f"herald exited during startup: {self.log()}")
+            try:
+                with await asyncio.to_thread(urllib.request.urlopen, self.http + "/readyz", None, 1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"herald not ready in 20 s: {self.log()}")
+            await asyncio.sleep(0.1)
+
+    async def __aexit__(self, *exc) -> None:
+        if self.proc and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

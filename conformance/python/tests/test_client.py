@@ -50,7 +50,13 @@ async def test_connect_with_jwt(make_client, api):
     assert sum(node.num_clients for node in info.nodes) >= 1
 
 
-async def test_bad_token_disconnects_with_3500_without_reconnect(make_client):
+def _disconnect_pushes(caplog):
+    """centrifuge-python logs "disconnect push received" for every disconnect push it handles."""
+    return [r for r in caplog.records if r.name.startswith("centrifuge") and "disconnect push" in r.getMessage()]
+
+
+async def test_bad_token_disconnects_with_3500_without_reconnect(make_client, caplog):
+    caplog.set_level(logging.DEBUG, logger="centrifuge")
     token = sign_jwt({"sub": f"u-{uid()}", "exp": now() + 3600}, SECRET + "-wrong")
     client = make_client(token=token, min_reconnect_delay=0.1, max_reconnect_delay=0.2)
     await client.connect()
@@ -60,6 +66,22 @@ async def test_bad_token_disconnects_with_3500_without_reconnect(make_client):
     assert client.state == ClientState.DISCONNECTED
     assert client.rec.of("connected") == []
     assert len(client.rec.of("connecting")) == 1, f"only the initial connecting: {client.rec.summary()}"
+    # As Centrifugo: over a bidirectional WebSocket the close frame alone carries the code.
+    assert _disconnect_pushes(caplog) == [], "no disconnect push before the close frame"
+
+
+async def test_server_disconnect_travels_in_the_close_frame(make_client, api, caplog):
+    caplog.set_level(logging.DEBUG, logger="centrifuge")
+    user = f"u-{uid()}"
+    client = make_client(token=await herald_token(user), min_reconnect_delay=0.1, max_reconnect_delay=0.2)
+    await connect(client)
+    await api.disconnect(DisconnectRequest(user=user, disconnect=Disconnect(code=4501, reason="moved away")))
+    ctx = await client.rec.next("disconnected", 5)
+    assert (ctx.code, ctx.reason) == (4501, "moved away"), f"code and reason of the close frame: {ctx!r}"
+    await asyncio.sleep(0.5)
+    assert client.state == ClientState.DISCONNECTED
+    assert len(client.rec.of("connected")) == 1, f"no reconnect after 4501: {client.rec.summary()}"
+    assert _disconnect_pushes(caplog) == [], "no disconnect push before the close frame"
 
 
 async def test_pings_are_answered_and_connection_stays(make_client, caplog):
@@ -494,6 +516,23 @@ async def test_delta_fossil(make_client, api, codec):
     got = await sub.rec.take("publication", 3)
     assert [codec.decode(p.pub.data) for p in got] == sent
     assert [p.pub.offset for p in got] == [1, 2, 3]
+
+
+async def test_delta_fossil_on_a_durable_channel(make_client, api, codec):
+    """Durable channels store each publication first; deltas must still be computed against
+    the previous publication (centrifuge-python checks every patch's checksum)."""
+    channel = f"durable:room-{uid()}"
+    client = make_client(token=await herald_token(f"u-{uid()}"))
+    await connect(client)
+    sub, _ = await subscribe(client, channel, delta=DeltaType.FOSSIL)
+    sent = [_payload(i) for i in (1, 2, 3, 4)]
+    for data in sent:
+        await api.publish(PublishRequest(channel=channel, data=data, delta=True))
+    got = await sub.rec.take("publication", 4)
+    assert [codec.decode(p.pub.data) for p in got] == sent
+    assert [p.pub.offset for p in got] == [1, 2, 3, 4]
+    assert [p.pub.delta for p in got] == [False, True, True, True], "first full, then fossil deltas"
+    assert client.rec.of("disconnected") == [] and sub.rec.of("error") == [], client.rec.summary()
 
 
 async def test_delta_fossil_really_sends_deltas(make_client, api, codec):

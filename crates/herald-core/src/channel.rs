@@ -71,6 +71,11 @@ pub struct ChannelOptions {
     pub allow_user_limited_channels: bool,
     /// Delta encodings subscribers may negotiate (only `fossil`).
     pub allowed_delta_types: Vec<String>,
+    /// Send every publication as a delta to subscribers that negotiated deltas, as if each
+    /// publisher had asked for it (`delta: true`); an explicit `delta: false` does not opt out.
+    pub delta_publish: bool,
+    /// Let subscribers narrow what they receive with a tags filter (`tf` on subscribe).
+    pub allow_tags_filter: bool,
     /// Keep the channel's stream in the store: publications are acknowledged only once stored,
     /// and history and recovery survive restarts. `history_size` and `history_ttl` then set the
     /// retention (count and age) enforced by the pruner.

@@ -23,6 +23,8 @@ use crate::channel::{ChannelOptions, DELTA_FOSSIL, Namespace};
 
 /// Prefix of environment variables that override the config.
 pub const ENV_PREFIX: &str = "HERALD_";
+/// HS256 secrets shorter than the hash output (32 bytes, RFC 7518 section 3.2) get a warning.
+const MIN_STRONG_HMAC_SECRET: usize = 32;
 
 /// Every setting Herald has. `Default` is the documented default of every key.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -150,6 +152,9 @@ pub struct ClientConfig {
     pub channel_max_length: usize,
     /// Most publications one history call returns when the client asks for more or for all.
     pub history_max_limit: usize,
+    /// Most nodes (conditions and `and`/`or`/`not`) in one subscription's tags filter; a larger
+    /// filter is refused with 107. Every publication is tested against it, per subscriber.
+    pub max_tags_filter_nodes: usize,
     /// Subscribe every authenticated user to their personal channel on connect.
     pub user_subscribe_to_personal: bool,
     /// Namespace of personal channels: the channel is `<namespace>:#<user>` (or `#<user>` when empty).
@@ -176,6 +181,7 @@ impl Default for ClientConfig {
             max_channels_per_connection: 128,
             channel_max_length: 255,
             history_max_limit: 1000,
+            max_tags_filter_nodes: 64,
             user_subscribe_to_personal: false,
             personal_channel_namespace: String::new(),
             max_commands_per_frame: 100,
@@ -416,6 +422,29 @@ impl Config {
         if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
     }
 
+    /// Settings that work but that an operator should know are risky. Centrifugo accepts any
+    /// HMAC secret (the SDKs' own test setups use `secret`), so a short one is a warning, shown
+    /// at start and by `config check`, not a refusal.
+    pub fn warnings(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        let mut warnings = Vec::new();
+        let secrets = [
+            ("client.token.hmac_secret", &self.client.token.hmac_secret),
+            ("management.jwt_secret", &self.management.jwt_secret),
+        ];
+        for (key, secret) in secrets {
+            if let Some(secret) = secret
+                && secret.expose_secret().len() < MIN_STRONG_HMAC_SECRET
+            {
+                warnings.push(format!(
+                    "{key} is shorter than {MIN_STRONG_HMAC_SECRET} bytes: tokens signed with it are easy to forge \
+                     (use a random secret of at least {MIN_STRONG_HMAC_SECRET} bytes)"
+                ));
+            }
+        }
+        warnings
+    }
+
     /// Semantic checks that serde cannot express. Returns every problem found.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -452,6 +481,7 @@ impl Config {
             ("client.max_channels_per_connection", client.max_channels_per_connection, 1),
             ("client.channel_max_length", client.channel_max_length, 1),
             ("client.history_max_limit", client.history_max_limit, 1),
+            ("client.max_tags_filter_nodes", client.max_tags_filter_nodes, 1),
             ("client.max_commands_per_frame", client.max_commands_per_frame, 1),
         ] {
             if value < min {
@@ -467,12 +497,6 @@ impl Config {
             && jsonwebtoken::DecodingKey::from_ec_pem(key.as_bytes()).is_err()
         {
             problems.push("client.token.ecdsa_public_key is not a PEM EC public key".to_owned());
-        }
-        if let Some(secret) = &client.token.hmac_secret {
-            use secrecy::ExposeSecret;
-            if secret.expose_secret().len() < 8 {
-                problems.push("client.token.hmac_secret must be at least 8 characters".to_owned());
-            }
         }
         if let Some(key) = &self.api.key {
             use secrecy::ExposeSecret;
@@ -691,6 +715,18 @@ mod tests {
         assert!(joined.contains("force_recovery"), "{joined}");
         assert!(joined.contains("defined twice"), "{joined}");
         assert!(problems.len() >= 6, "{joined}");
+    }
+
+    #[test]
+    fn short_hmac_secrets_load_with_a_warning() {
+        // The SDKs' own test setups configure Centrifugo with `secret`.
+        let config = Config::from_toml_and_env("[client.token]\nhmac_secret = \"secret\"", env(&[])).expect("valid");
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("client.token.hmac_secret is shorter than 32 bytes"), "{warnings:?}");
+        assert!(!warnings[0].contains("\"secret\""), "the warning does not show the secret: {warnings:?}");
+        let strong = "[client.token]\nhmac_secret = \"0123456789abcdef0123456789abcdef\"";
+        assert!(Config::from_toml_and_env(strong, env(&[])).expect("valid").warnings().is_empty());
     }
 
     #[test]

@@ -10,6 +10,13 @@
 
 use crate::messages::{Disconnect, Error, Unsubscribe};
 
+/// Subscribe request `flag` bit: the client accepts a numeric subscription id in place of the
+/// channel name in pushes (channel compaction; Centrifugo never enables it, nor does Herald).
+pub const SUBSCRIBE_FLAG_CHANNEL_COMPACTION: i64 = 1;
+/// Subscribe request `flag` bit: when recovery fails, answer 112 (unrecoverable position)
+/// instead of `recovered: false`; the SDKs then reload state (`getState`) and subscribe again.
+pub const SUBSCRIBE_FLAG_REJECT_UNRECOVERED: i64 = 2;
+
 /// A standard reply error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ErrorCode {

@@ -10,7 +10,7 @@
 //! * [`delta_data`], [`delta_full_data`], [`delta_publication_data`] —
 //!   publication `data` for subscriptions that negotiated `delta: "fossil"`.
 //! * [`fossil`] — the delta algorithm itself; [`codes`] — error, unsubscribe
-//!   and disconnect codes.
+//!   and disconnect codes; [`filter`] — tags filters (`tf`) of subscriptions.
 //!
 //! Ping/pong: the server ping is an all-default [`Reply`] (`{}` in JSON, the
 //! byte `0x00` in a Protobuf frame) and the client's pong is an all-default
@@ -18,6 +18,7 @@
 
 mod codec;
 pub mod codes;
+pub mod filter;
 pub mod fossil;
 pub mod json;
 pub mod messages;

@@ -17,6 +17,7 @@ use herald_core::auth::TokenError;
 use herald_core::channel::{ChannelName, personal_channel};
 use herald_core::{ChannelOptions, Config};
 use herald_protocol::codes::{self, ErrorCode};
+use herald_protocol::filter::TagsFilter;
 use herald_protocol::{
     ClientInfo, Command, ConnectRequest, ConnectResult, Error as ProtoError, HistoryRequest, HistoryResult,
     PresenceRequest, PresenceResult, PresenceStatsRequest, PresenceStatsResult, Protocol, PublishRequest,
@@ -396,6 +397,21 @@ impl Session {
         chan_info: Bytes,
         on_locked: impl FnOnce(&SubscribeResult, &SubscribeOutcome) -> Option<Bytes>,
     ) -> Result<SubscribeResult, CommandError> {
+        let filter = match &req.tf {
+            None => None,
+            Some(_) if !options.allow_tags_filter => {
+                crate::metrics::bad_input("tags_filter_not_allowed");
+                return Err(codes::ERROR_BAD_REQUEST.into());
+            }
+            Some(node) => match TagsFilter::compile(node, self.config().client.max_tags_filter_nodes) {
+                Ok(filter) => Some(filter),
+                Err(error) => {
+                    tracing::debug!(client = %self.shared.id, %error, "Tags filter refused.");
+                    crate::metrics::bad_input("tags_filter");
+                    return Err(codes::ERROR_BAD_REQUEST.into());
+                }
+            },
+        };
         if options.durable
             && let Err(error) = crate::durable::ensure_loaded(&self.app, &req.channel, options).await
         {
@@ -406,10 +422,15 @@ impl Session {
             options.has_history() && (options.force_recovery || (options.allow_recovery && req.recoverable));
         let positioned = options.has_history()
             && (recoverable || options.force_positioning || (options.allow_positioning && req.positioned));
-        let recover_from = (recoverable && (req.recover || options.force_recovery) && !req.epoch.is_empty())
+        // An empty epoch recovers from `offset` in whatever epoch the stream has, as in
+        // Centrifugo (the SDKs send it after `getState` returned no epoch).
+        let recover_from = (recoverable && (req.recover || (options.force_recovery && !req.epoch.is_empty())))
             .then(|| Position { epoch: Arc::from(req.epoch.as_str()), offset: req.offset });
         let was_recovering = recover_from.is_some();
-        let delta = req.delta == herald_core::channel::DELTA_FOSSIL && options.allows_fossil();
+        // A filtered subscription misses publications, so it could not apply deltas computed
+        // against the channel's previous one: deltas are not negotiated with a filter (as
+        // Centrifugo documents; the SDKs refuse to ask for both).
+        let delta = req.delta == herald_core::channel::DELTA_FOSSIL && options.allows_fossil() && filter.is_none();
         let push_join_leave = options.join_leave && (req.join_leave || options.force_push_join_leave);
         let now = now_unix();
         let (expires, ttl) = self.ttl_of(expire_at, now);
@@ -421,6 +442,8 @@ impl Session {
             delta,
             recover_from,
             recover_max: self.config().client.history_max_limit,
+            reject_unrecovered: req.flag & codes::SUBSCRIBE_FLAG_REJECT_UNRECOVERED != 0,
+            filter,
         };
         let mut built = None;
         let protocol = self.shared.protocol;
@@ -442,6 +465,8 @@ impl Session {
             // The durable mirror was dropped between loading and subscribing: rare, and the
             // error is temporary, so the SDK retries.
             Err(SubscribeError::NotLoaded) => return Err(codes::ERROR_INTERNAL.into()),
+            // The SDKs then reload the application's state (`getState`) and subscribe again.
+            Err(SubscribeError::Unrecoverable) => return Err(codes::ERROR_UNRECOVERABLE_POSITION.into()),
         }
         self.subs.insert(Arc::from(req.channel.as_str()), SubState { expire_at });
         built.ok_or(CommandError::Reply(codes::ERROR_INTERNAL))

@@ -133,9 +133,15 @@ impl<T: Clone> Stream<T> {
 
     /// Everything after `since`, in order, or `Unrecoverable`. At most `max` publications may be
     /// missing for recovery to be attempted.
+    /// Whether a client's epoch names this stream; an empty one matches any (Centrifugo's rule:
+    /// the SDKs send it when they know an offset but no epoch).
+    fn epoch_matches(&self, epoch: &str) -> bool {
+        epoch.is_empty() || *epoch == *self.epoch
+    }
+
     pub fn recover(&mut self, since: &Position, max: usize, now: Instant) -> Result<Vec<T>, Unrecoverable> {
         self.prune(now);
-        if since.epoch != self.epoch || since.offset > self.offset {
+        if !self.epoch_matches(&since.epoch) || since.offset > self.offset {
             return Err(Unrecoverable);
         }
         let missing = self.offset - since.offset;
@@ -165,7 +171,7 @@ impl<T: Clone> Stream<T> {
         self.prune(now);
         let after = match since {
             Some(since) => {
-                if since.epoch != self.epoch || since.offset > self.offset {
+                if !self.epoch_matches(&since.epoch) || since.offset > self.offset {
                     return Err(Unrecoverable);
                 }
                 since.offset

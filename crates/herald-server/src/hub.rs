@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use herald_core::ChannelOptions;
+use herald_protocol::filter::TagsFilter;
 use herald_protocol::{ClientInfo, Join, Leave, Protocol, Publication, Push, Reply};
 use parking_lot::{Mutex, RwLock};
 
@@ -92,6 +93,8 @@ struct Subscriber {
     /// `Some(ready)` when the subscriber negotiated fossil deltas; `ready` once it has received a
     /// full publication to apply deltas to.
     delta: Option<bool>,
+    /// The subscriber's tags filter: publications that do not match are not queued to it.
+    filter: Option<Box<TagsFilter>>,
 }
 
 /// What a subscribe asks of the hub.
@@ -101,10 +104,16 @@ pub struct SubscribeSpec<'a> {
     pub chan_info: Bytes,
     pub push_join_leave: bool,
     pub delta: bool,
-    /// Recover from this position (client asked, namespace allows it).
+    /// Recover from this position (client asked, namespace allows it). An empty epoch matches
+    /// the stream's epoch, whatever it is.
     pub recover_from: Option<Position>,
     /// Most publications a recovery may return.
     pub recover_max: usize,
+    /// When recovery fails, refuse the subscription ([`SubscribeError::Unrecoverable`]) instead
+    /// of answering `recovered: false` (subscribe flag bit 2).
+    pub reject_unrecovered: bool,
+    /// Only publications whose tags match are queued to this subscriber (recovered ones too).
+    pub filter: Option<TagsFilter>,
 }
 
 /// The hub's answer to a subscribe, handed to the reply builder while the channel is locked.
@@ -122,6 +131,8 @@ pub enum SubscribeError {
     AlreadySubscribed,
     /// A durable channel's stream is not loaded: call `ensure_durable_loaded` and retry.
     NotLoaded,
+    /// Recovery failed and the client asked to be refused then; nothing changed.
+    Unrecoverable,
 }
 
 /// A publication to fan out.
@@ -268,9 +279,16 @@ impl Hub {
                 if let Some(since) = &spec.recover_from {
                     match stream.recover(since, spec.recover_max, now) {
                         Ok(pubs) => {
+                            // Whether the position is recoverable is decided on the whole
+                            // stream; the filter then picks what this subscriber gets.
                             outcome.recovered = Some(true);
-                            outcome.publications = pubs.iter().map(|p| Publication::clone(p)).collect();
+                            outcome.publications = pubs
+                                .iter()
+                                .filter(|p| spec.filter.as_ref().is_none_or(|f| f.matches(&p.tags)))
+                                .map(|p| Publication::clone(p))
+                                .collect();
                         }
+                        Err(Unrecoverable) if spec.reject_unrecovered => return Err(SubscribeError::Unrecoverable),
                         Err(Unrecoverable) => outcome.recovered = Some(false),
                     }
                 }
@@ -285,6 +303,7 @@ impl Hub {
                 chan_info: spec.chan_info.clone(),
                 push_join_leave: spec.push_join_leave,
                 delta: spec.delta.then_some(false),
+                filter: spec.filter.map(Box::new),
             });
             state.index.insert(conn.id.clone(), idx);
             self.metrics.subscriptions.increment(1.0);
@@ -376,7 +395,8 @@ impl Hub {
                 }
                 state.idempotency.insert(key, (position.offset, now));
             }
-            let delivered = fan_out(&channel.name, state, &publication, spec.delta, &self.metrics);
+            let delta = spec.delta || channel.options.delta_publish;
+            let delivered = fan_out(&channel.name, state, &publication, delta, &self.metrics);
             return Published { position, delivered };
         }
     }
@@ -428,7 +448,9 @@ impl Hub {
             if let Some(stream) = &mut state.stream {
                 stream.insert(Instant::now(), next, Arc::new(publication.clone()));
             }
-            state.last_data = Some(publication.data.clone());
+            // `fan_out_prepared` moves the channel's previous payload, the base of this
+            // publication's delta, out of `last_data` and leaves this one in its place.
+            let delta = delta || channel.options.delta_publish;
             delivered += fan_out_prepared(&channel.name, state, &publication, delta, &self.metrics);
         }
         delivered
@@ -647,6 +669,9 @@ fn fan_out_prepared(
     let mut encoded = EncodedPublication::new(channel, publication, previous);
     let mut delivered = 0usize;
     for subscriber in &mut state.subscribers {
+        if subscriber.filter.as_ref().is_some_and(|filter| !filter.matches(&publication.tags)) {
+            continue;
+        }
         let variant = match subscriber.delta {
             Some(true) if allow_delta => Variant::DeltaPatch,
             Some(true) => Variant::DeltaFull,

@@ -1,5 +1,6 @@
 //! Command-line interface: `serve`, `config check`, `token`, `publish`, `sub`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -147,6 +148,9 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Config { command: ConfigCommand::Check } => {
+            for warning in config.warnings() {
+                eprintln!("herald: warning: {warning}");
+            }
             println!("configuration is valid");
             Ok(())
         }
@@ -213,7 +217,10 @@ fn toml_show(config: &Config) {
 fn init_logs(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: a file, a pipe or a log collector gets plain
+    // text. NO_COLOR (https://no-color.org) turns it off on a terminal too.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -222,31 +229,52 @@ fn init_logs(config: &Config) {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     init_logs(&config);
+    for warning in config.warnings() {
+        tracing::warn!("Configuration: {warning}.");
+    }
+    // Take over SIGTERM before anything listens: a signal that arrives while starting drains
+    // like any other instead of killing the process with the default action.
+    let signals = Signals::register();
     let store = crate::open_store(&config)?;
     let listener = herald_server::Server::bind(&config).await?;
     let server = herald_server::Server::start_with_store(config, listener, Some(store))?;
     let token = server.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("Shutdown signal received; draining.");
         token.cancel();
     });
     server.run_until_shutdown().await
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::error!(%error, "Cannot listen for SIGTERM; only Ctrl-C will stop the server.");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM and SIGINT, registered once.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn register() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate())
+            .inspect_err(|error| {
+                tracing::error!(%error, "Cannot listen for SIGTERM; only Ctrl-C will stop the server.");
+            })
+            .ok();
+        Signals { term }
+    }
+
+    async fn wait(mut self) {
+        match &mut self.term {
+            Some(term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

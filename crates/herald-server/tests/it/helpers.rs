@@ -61,6 +61,7 @@ pub fn base_config() -> Config {
         allow_subscribe_for_client = true
         allow_publish_for_subscriber = true
         allow_history_for_subscriber = true
+        allowed_delta_types = ["fossil"]
         [[channel.namespaces]]
         name = "apps"
         history_size = 10
@@ -72,6 +73,16 @@ pub fn base_config() -> Config {
         allow_networks = ["127.0.0.0/8"]
         retry_schedule = ["100ms", "100ms", "200ms"]
         retry_jitter = 0.0
+        [[channel.namespaces]]
+        name = "feed"
+        history_size = 10
+        history_ttl = "60s"
+        allow_recovery = true
+        allow_subscribe_for_client = true
+        allow_publish_for_subscriber = true
+        allowed_delta_types = ["fossil"]
+        delta_publish = true
+        allow_tags_filter = true
         [[channel.namespaces]]
         name = "pub"
         allow_subscribe_for_client = true

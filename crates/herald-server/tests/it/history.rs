@@ -121,6 +121,67 @@ async fn recovery_is_all_or_nothing() {
     assert!(reply["subscribe"].get("recovered").is_none(), "{reply}");
 }
 
+/// Subscribe flag bit 2 (the SDKs set it when a `getState` callback is configured): a position
+/// that cannot be recovered is refused with 112 and the client is not subscribed, so it can
+/// reload its state and subscribe again on the same connection.
+#[tokio::test]
+async fn reject_unrecovered_flag_answers_112_and_leaves_no_subscription() {
+    let app = TestApp::start().await;
+    let first = app.publish("chat:state", json!(0)).await;
+    let epoch = first["epoch"].as_str().expect("epoch").to_owned();
+    for i in 1..=12 {
+        app.publish("chat:state", json!(i)).await;
+    }
+    let mut client = app.client("alice").await;
+    let gone = json!({ "subscribe": { "channel": "chat:state", "recoverable": true, "recover": true,
+        "epoch": epoch, "offset": 1, "flag": 3 } });
+    let reply = client.call(gone.clone()).await;
+    assert_eq!(reply["error"]["code"], json!(112), "{reply}");
+    assert_eq!(reply["error"]["message"], json!("unrecoverable position"), "{reply}");
+    assert!(reply.get("subscribe").is_none(), "{reply}");
+    // Not subscribed: publications do not reach it, and a new subscribe is not 105.
+    app.publish("chat:state", json!("not for alice")).await;
+    client.expect_silence(std::time::Duration::from_millis(200)).await;
+    let (_, stats) = app.api("presence_stats", json!({ "channel": "chat:state" })).await;
+    assert_eq!(stats["result"]["num_clients"], json!(0), "{stats}");
+    // The reloaded state's position recovers what came after it.
+    let reply = client
+        .call(json!({ "subscribe": { "channel": "chat:state", "recoverable": true, "recover": true,
+            "epoch": epoch, "offset": 12, "flag": 3 } }))
+        .await;
+    assert_eq!(reply["subscribe"]["recovered"], json!(true), "{reply}");
+    let recovered: Vec<_> = reply["subscribe"]["publications"].as_array().expect("publications").clone();
+    assert_eq!(recovered.iter().map(|p| p["data"].clone()).collect::<Vec<_>>(), [json!(12), json!("not for alice")]);
+
+    // Without the flag the same position is answered `recovered: false`, subscribed.
+    let mut bob = app.client("bob").await;
+    let mut plain = gone.clone();
+    plain["subscribe"]["flag"] = json!(1);
+    let reply = bob.call(plain).await;
+    assert_eq!(reply["subscribe"]["was_recovering"], json!(true), "{reply}");
+    assert!(reply["subscribe"].get("recovered").is_none(), "{reply}");
+}
+
+/// An empty epoch with an offset recovers in whatever epoch the stream has (centrifuge-python
+/// sends it after `get_state` returned a position without an epoch).
+#[tokio::test]
+async fn empty_epoch_recovers_from_the_offset() {
+    let app = TestApp::start().await;
+    for i in 1..=3 {
+        app.publish("chat:noepoch", json!(i)).await;
+    }
+    let mut client = app.client("alice").await;
+    let reply = client
+        .call(json!({ "subscribe": { "channel": "chat:noepoch", "recoverable": true, "recover": true,
+            "epoch": "", "offset": 0, "flag": 3 } }))
+        .await;
+    let sub = &reply["subscribe"];
+    assert_eq!(sub["recovered"], json!(true), "{reply}");
+    let data: Vec<_> =
+        sub["publications"].as_array().expect("publications").iter().map(|p| p["data"].clone()).collect();
+    assert_eq!(data, [json!(1), json!(2), json!(3)]);
+}
+
 #[tokio::test]
 async fn api_history_remove_and_idempotent_publish() {
     let app = TestApp::start().await;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use herald_core::auth::MintClaims;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{Client, Closed, TestApp, base_config};
 
@@ -165,38 +165,164 @@ async fn presence_not_available_without_the_option() {
 
 #[tokio::test]
 async fn fossil_delta_publications_apply_to_the_previous_payload() {
+    fossil_deltas_apply_to_the_previous_payload("chat:delta").await;
+}
+
+#[tokio::test]
+async fn fossil_deltas_on_a_durable_channel_apply_to_the_previous_payload() {
+    // Durable publications reach the hub after their commit, through another path.
+    fossil_deltas_apply_to_the_previous_payload("durable:delta").await;
+}
+
+async fn fossil_deltas_apply_to_the_previous_payload(channel: &str) {
     let app = TestApp::start().await;
     let mut client = app.client("alice").await;
-    let reply = client.call(json!({ "subscribe": { "channel": "chat:delta", "delta": "fossil" } })).await;
+    let reply = client.call(json!({ "subscribe": { "channel": channel, "delta": "fossil" } })).await;
     assert_eq!(reply["subscribe"]["delta"], json!(true), "{reply}");
 
-    let first = json!({ "text": "the quick brown fox jumps over the lazy dog", "n": 1 });
-    let second = json!({ "text": "the quick brown fox jumps over the lazy cat", "n": 2 });
+    let sent: Vec<Value> = ["dog", "cat", "cow"]
+        .iter()
+        .enumerate()
+        .map(|(n, animal)| json!({ "text": format!("the quick brown fox jumps over the lazy {animal}"), "n": n }))
+        .collect();
     // Deltas are used for publications published with `delta: true`, as in Centrifugo.
-    for data in [&first, &second] {
-        let (_, body) = app.api("publish", json!({ "channel": "chat:delta", "data": data, "delta": true })).await;
+    for data in &sent {
+        let (_, body) = app.api("publish", json!({ "channel": channel, "data": data, "delta": true })).await;
         assert!(body.get("result").is_some(), "{body}");
     }
-    let third = json!({ "text": "the quick brown fox jumps over the lazy cow", "n": 3 });
-    app.publish("chat:delta", third.clone()).await;
+    let last = json!({ "text": "the quick brown fox jumps over the lazy cow", "n": 99 });
+    app.publish(channel, last.clone()).await;
 
-    // JSON delta framing: the payload is a JSON string; delta ones are fossil patches.
-    let p1 = client.next_pub("chat:delta").await;
+    // JSON delta framing: the payload is a JSON string; delta ones are fossil patches against
+    // the payload before them.
+    let p1 = client.next_pub(channel).await;
     assert!(p1.get("delta").is_none(), "first is full: {p1}");
-    let full = p1["data"].as_str().expect("string-framed payload");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(full).expect("json"), first);
-
-    let p2 = client.next_pub("chat:delta").await;
-    assert_eq!(p2["delta"], json!(true), "{p2}");
-    let patch = p2["data"].as_str().expect("patch string");
-    let applied = herald_protocol::fossil::apply(full.as_bytes(), patch.as_bytes()).expect("patch applies");
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&applied).expect("json"), second);
+    let mut current = p1["data"].as_str().expect("string-framed payload").as_bytes().to_vec();
+    assert_eq!(serde_json::from_slice::<Value>(&current).expect("json"), sent[0]);
+    for expected in &sent[1..] {
+        let p = client.next_pub(channel).await;
+        assert_eq!(p["delta"], json!(true), "{p}");
+        let patch = p["data"].as_str().expect("patch string");
+        current = herald_protocol::fossil::apply(&current, patch.as_bytes()).expect("patch applies");
+        assert_eq!(&serde_json::from_slice::<Value>(&current).expect("json"), expected);
+    }
 
     // Without the flag the payload goes whole (still string-framed for this subscription).
-    let p3 = client.next_pub("chat:delta").await;
-    assert!(p3.get("delta").is_none(), "{p3}");
-    let whole = p3["data"].as_str().expect("string-framed payload");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(whole).expect("json"), third);
+    let p = client.next_pub(channel).await;
+    assert!(p.get("delta").is_none(), "{p}");
+    let whole = p["data"].as_str().expect("string-framed payload");
+    assert_eq!(serde_json::from_str::<Value>(whole).expect("json"), last);
+}
+
+/// `delta_publish`: every publication of the namespace goes out as a delta to subscribers that
+/// negotiated deltas, without the publisher asking; others get plain payloads.
+#[tokio::test]
+async fn delta_publish_namespace_sends_deltas_without_the_publish_flag() {
+    let app = TestApp::start().await;
+    let mut delta = app.client("alice").await;
+    let mut plain = app.client("bob").await;
+    let reply = delta.call(json!({ "subscribe": { "channel": "feed:prices", "delta": "fossil" } })).await;
+    assert_eq!(reply["subscribe"]["delta"], json!(true), "{reply}");
+    plain.call(json!({ "subscribe": { "channel": "feed:prices" } })).await;
+    let sent: Vec<Value> = (0..4)
+        .map(|n| json!({ "symbol": "AAPL", "description": "a long description that stays the same", "n": n }))
+        .collect();
+    for (n, data) in sent.iter().enumerate() {
+        // Neither flag (nor `delta: false`) opts out, as in Centrifugo.
+        let body = if n == 1 {
+            json!({ "channel": "feed:prices", "data": data, "delta": false })
+        } else {
+            json!({ "channel": "feed:prices", "data": data })
+        };
+        let (_, body) = app.api("publish", body).await;
+        assert!(body.get("result").is_some(), "{body}");
+    }
+    let first = delta.next_pub("feed:prices").await;
+    assert!(first.get("delta").is_none(), "{first}");
+    let mut current = first["data"].as_str().expect("string-framed").as_bytes().to_vec();
+    for expected in &sent[1..] {
+        let p = delta.next_pub("feed:prices").await;
+        assert_eq!(p["delta"], json!(true), "{p}");
+        current =
+            herald_protocol::fossil::apply(&current, p["data"].as_str().expect("patch").as_bytes()).expect("applies");
+        assert_eq!(&serde_json::from_slice::<Value>(&current).expect("json"), expected);
+    }
+    for expected in &sent {
+        let p = plain.next_pub("feed:prices").await;
+        assert!(p.get("delta").is_none(), "{p}");
+        assert_eq!(&p["data"], expected);
+    }
+}
+
+/// Tags filters (`tf`): publications that do not match are dropped for that subscriber only,
+/// live and in recovery; a filter is refused with 107 where the namespace does not allow it or
+/// when it is invalid; a filtered subscription gets no deltas.
+#[tokio::test]
+async fn tags_filter_drops_non_matching_publications_for_that_subscriber() {
+    let app = TestApp::start().await;
+    let filter = json!({ "op": "and", "nodes": [
+        { "key": "ticker", "cmp": "eq", "val": "AAPL" },
+        { "key": "price", "cmp": "gte", "val": "100" },
+    ] });
+    let mut filtered = app.client("alice").await;
+    let reply = filtered
+        .call(json!({ "subscribe": { "channel": "feed:ticks", "tf": filter, "delta": "fossil", "recoverable": true } }))
+        .await;
+    assert!(reply["subscribe"].get("delta").is_none(), "no deltas with a filter: {reply}");
+    let epoch = reply["subscribe"]["epoch"].as_str().expect("epoch").to_owned();
+    let mut everything = app.client("bob").await;
+    everything.call(json!({ "subscribe": { "channel": "feed:ticks" } })).await;
+
+    let ticks = [("AAPL", "150", true), ("BTC", "150", false), ("AAPL", "99.5", false), ("AAPL", "100.0", true)];
+    for (n, (ticker, price, _)) in ticks.iter().enumerate() {
+        let (_, body) = app
+            .api(
+                "publish",
+                json!({ "channel": "feed:ticks", "data": { "n": n }, "tags": { "ticker": ticker, "price": price } }),
+            )
+            .await;
+        assert!(body.get("result").is_some(), "{body}");
+    }
+    let wanted: Vec<usize> = ticks.iter().enumerate().filter(|(_, t)| t.2).map(|(n, _)| n).collect();
+    for n in &wanted {
+        let p = filtered.next_pub("feed:ticks").await;
+        assert_eq!(p["data"], json!({ "n": n }), "plain payloads, no delta framing: {p}");
+    }
+    for n in 0..ticks.len() {
+        assert_eq!(everything.next_pub("feed:ticks").await["data"], json!({ "n": n }));
+    }
+    filtered.expect_silence(Duration::from_millis(200)).await;
+
+    // Recovery: decided on the whole stream, then filtered.
+    let mut late = app.client("carol").await;
+    let reply = late
+        .call(json!({ "subscribe": { "channel": "feed:ticks", "tf": filter, "recoverable": true, "recover": true,
+            "epoch": epoch, "offset": 0 } }))
+        .await;
+    assert_eq!(reply["subscribe"]["recovered"], json!(true), "{reply}");
+    let recovered: Vec<Value> = reply["subscribe"]["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["data"].clone())
+        .collect();
+    assert_eq!(recovered, wanted.iter().map(|n| json!({ "n": n })).collect::<Vec<_>>());
+    assert_eq!(reply["subscribe"]["offset"], json!(4), "the position is the stream's: {reply}");
+
+    // Refused with 107: a namespace without allow_tags_filter, an invalid filter.
+    for (channel, tf) in [
+        ("chat:ticks", json!({ "key": "ticker", "cmp": "eq", "val": "AAPL" })),
+        ("feed:ticks2", json!({ "key": "ticker", "cmp": "eq", "val": "" })),
+        ("feed:ticks2", json!({ "op": "not", "nodes": [] })),
+        ("feed:ticks2", json!({ "key": "price", "cmp": "gt", "val": "1e3" })),
+    ] {
+        let reply = late.call(json!({ "subscribe": { "channel": channel, "tf": tf } })).await;
+        assert_eq!(reply["error"]["code"], json!(107), "{channel} {tf}: {reply}");
+    }
+    // Too many nodes (client.max_tags_filter_nodes = 64).
+    let wide = json!({ "op": "or", "nodes": (0..64).map(|i| json!({ "key": "k", "cmp": "eq", "val": i.to_string() })).collect::<Vec<_>>() });
+    let reply = late.call(json!({ "subscribe": { "channel": "feed:wide", "tf": wide } })).await;
+    assert_eq!(reply["error"]["code"], json!(107), "{reply}");
 }
 
 #[tokio::test]
