@@ -25,10 +25,11 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::client::ConnShared;
 use crate::disconnect::Disconnect;
 use crate::history::Position;
 use crate::hub::PublishSpec;
-use crate::outbox::Control;
+use crate::outbox::{Control, PushError};
 use crate::state::AppState;
 
 /// Methods the API knows, for metrics labels.
@@ -241,7 +242,13 @@ async fn publish(app: &Arc<AppState>, params: PublishParams) -> ApiResult {
                 data.clone(),
             )
             .await
-            .map_err(bad_request)?;
+            .map_err(|error| match error {
+                crate::webhooks::MessageError::UnknownApp(_) => bad_request(error),
+                error => {
+                    tracing::warn!(channel = %params.channel, %error, "Storing a publication as a webhook message failed.");
+                    ApiError::from(codes::ERROR_INTERNAL)
+                }
+            })?;
             Some(message.id)
         }
         None => None,
@@ -370,13 +377,21 @@ fn subscribe(app: &AppState, params: SubscribeParams) -> ApiResult {
     let info = optional_payload(params.info, params.b64info)?;
     let data = optional_payload(params.data, params.b64data)?;
     for conn in target_connections(app, &params.user, params.client.as_deref()) {
-        let _ = conn.outbox.control(Control::Subscribe {
-            channel: params.channel.clone(),
-            info: info.clone(),
-            data: data.clone(),
-        });
+        send_control(
+            app,
+            &conn,
+            Control::Subscribe { channel: params.channel.clone(), info: info.clone(), data: data.clone() },
+        );
     }
     Ok(serde_json::json!({}))
+}
+
+/// Queue a control request to a connection. A connection whose queue is full is closed as slow
+/// by its outbox (counted here); one that is closing needs nothing.
+fn send_control(app: &AppState, conn: &ConnShared, control: Control) {
+    if conn.outbox.control(control) == Err(PushError::Overflow) {
+        app.hub.metrics().slow_disconnects.increment(1);
+    }
 }
 
 fn optional_payload(data: Option<Box<RawValue>>, b64data: Option<String>) -> Result<Option<Bytes>, ApiError> {
@@ -397,7 +412,7 @@ struct UnsubscribeParams {
 fn unsubscribe(app: &AppState, params: UnsubscribeParams) -> ApiResult {
     channel_options(app, &params.channel)?;
     for conn in target_connections(app, &params.user, params.client.as_deref()) {
-        let _ = conn.outbox.control(Control::Unsubscribe { channel: params.channel.clone() });
+        send_control(app, &conn, Control::Unsubscribe { channel: params.channel.clone() });
     }
     Ok(serde_json::json!({}))
 }
@@ -453,7 +468,7 @@ struct RefreshParams {
 fn refresh(app: &AppState, params: RefreshParams) -> ApiResult {
     let expire_at = params.expire_at.filter(|at| *at > 0);
     for conn in target_connections(app, &params.user, params.client.as_deref()) {
-        let _ = conn.outbox.control(Control::Refresh { expire_at, expired: params.expired });
+        send_control(app, &conn, Control::Refresh { expire_at, expired: params.expired });
     }
     Ok(serde_json::json!({}))
 }

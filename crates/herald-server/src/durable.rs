@@ -20,6 +20,7 @@ use herald_core::ChannelOptions;
 use herald_protocol::{ClientInfo, Publication};
 use herald_store::{NewPublication, StoreError, StoredPublication, StreamPosition, now_ms};
 
+use crate::hub::{DurableLoad, Hub};
 use crate::state::AppState;
 
 /// Why a durable operation failed.
@@ -31,28 +32,72 @@ pub enum DurableError {
     Store(#[from] StoreError),
     #[error("durable publish task failed: {0}")]
     Task(String),
+    #[error("the channel's stream could not be loaded: publications keep arriving faster than the store is read")]
+    Busy,
 }
+
+/// Times a load is tried when publications keep arriving faster than the store is read.
+const LOAD_ATTEMPTS: usize = 3;
 
 /// Load a durable channel's stream into the hub unless it is loaded.
 pub async fn ensure_loaded(app: &AppState, channel: &str, options: &ChannelOptions) -> Result<(), DurableError> {
-    if app.hub.durable_loaded(channel) {
-        return Ok(());
-    }
     let store = app.store.as_ref().ok_or(DurableError::NoStore)?;
-    // Exist in the hub before reading, so publications committed meanwhile wait in `pending`.
-    app.hub.touch_durable(channel, options);
-    let (mut stored, position) = store.channel_history(channel, None, options.history_size, true).await?;
-    stored.reverse();
-    let now = now_ms();
-    let tail = stored
-        .into_iter()
-        .map(|p| {
-            let age = Duration::from_millis(now.saturating_sub(p.created_at).max(0) as u64);
-            (to_publication(p), age)
-        })
-        .collect();
-    app.hub.load_durable(channel, options, &position.epoch, position.offset, tail);
-    Ok(())
+    for _ in 0..LOAD_ATTEMPTS {
+        if app.hub.durable_loaded(channel) {
+            return Ok(());
+        }
+        // From here publications committed meanwhile wait for this load; the guard gives up
+        // the load if the read fails or this future is dropped.
+        let load = LoadGuard::begin(&app.hub, channel, options);
+        let (mut stored, position) = store.channel_history(channel, None, options.history_size, true).await?;
+        stored.reverse();
+        let now = now_ms();
+        let tail = stored
+            .into_iter()
+            .map(|p| {
+                let age = Duration::from_millis(now.saturating_sub(p.created_at).max(0) as u64);
+                (to_publication(p), age)
+            })
+            .collect();
+        match load.finish(options, &position.epoch, position.offset, tail) {
+            DurableLoad::Installed | DurableLoad::AlreadyLoaded => return Ok(()),
+            DurableLoad::Stale => continue,
+        }
+    }
+    Err(DurableError::Busy)
+}
+
+/// A load of a durable channel under way; dropped without [`LoadGuard::finish`], it is aborted.
+struct LoadGuard<'a> {
+    hub: &'a Hub,
+    channel: &'a str,
+    finished: bool,
+}
+
+impl<'a> LoadGuard<'a> {
+    fn begin(hub: &'a Hub, channel: &'a str, options: &ChannelOptions) -> Self {
+        hub.begin_durable_load(channel, options);
+        LoadGuard { hub, channel, finished: false }
+    }
+
+    fn finish(
+        mut self,
+        options: &ChannelOptions,
+        epoch: &str,
+        top_offset: u64,
+        tail: Vec<(Publication, Duration)>,
+    ) -> DurableLoad {
+        self.finished = true;
+        self.hub.load_durable(self.channel, options, epoch, top_offset, tail)
+    }
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.hub.abort_durable_load(self.channel);
+        }
+    }
 }
 
 /// Store a publication, then fan it out. Returns its position once it is durable.
@@ -67,7 +112,8 @@ pub async fn publish(
     let store = app.store.clone().ok_or(DurableError::NoStore)?;
     let app = app.clone();
     let channel = channel.to_owned();
-    let task = tokio::spawn(async move {
+    // Tracked, so shutdown waits for a publish that is being stored and released.
+    let task = app.tracker.clone().spawn(async move {
         let new = NewPublication {
             channel: channel.clone(),
             data: data.clone(),

@@ -74,17 +74,34 @@ struct ChannelState {
 ///
 /// The store assigns offsets; publications reach the hub after their commit, possibly out of
 /// order when several publishers race. The mirror releases them in offset order, holding early
-/// arrivals in `reorder`. Until the stream is loaded from the store, arrivals wait in `pending`.
+/// arrivals in `reorder`. While the stream is being loaded from the store, arrivals wait in
+/// `pending` (at most `REORDER_MAX`; past that the load is stale and is done again). When no
+/// load is under way and the stream is not loaded, nobody here can be subscribed (subscribing
+/// needs the stream), so arrivals need nothing: the store has them.
 #[derive(Default)]
 struct DurableMirror {
     loaded: bool,
+    /// Loads from the store under way ([`Hub::begin_durable_load`]).
+    loads: u32,
     pending: Vec<(Publication, bool)>,
+    /// More than `REORDER_MAX` publications arrived during a load: its tail is too old.
+    overflowed: bool,
     next_offset: u64,
     reorder: std::collections::BTreeMap<u64, (Publication, bool)>,
 }
 
-/// Most out-of-order publications a durable mirror holds before releasing them anyway.
+/// Most out-of-order publications a durable mirror holds before releasing them anyway, and most
+/// publications held while its stream loads.
 const REORDER_MAX: usize = 1024;
+
+/// What became of a durable channel's load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurableLoad {
+    Installed,
+    AlreadyLoaded,
+    /// Too many publications arrived meanwhile; read the store again.
+    Stale,
+}
 
 struct Subscriber {
     conn: Arc<ConnShared>,
@@ -234,7 +251,7 @@ impl Hub {
         }
         if let Some(mirror) = &state.durable {
             // The store keeps the history; the mirror is reloaded on next use.
-            if !mirror.pending.is_empty() || !mirror.reorder.is_empty() {
+            if mirror.loads > 0 || !mirror.pending.is_empty() || !mirror.reorder.is_empty() {
                 return;
             }
         } else if let Some(stream) = &mut state.stream {
@@ -415,7 +432,14 @@ impl Hub {
         }
         let Some(mirror) = &mut state.durable else { return 0 };
         if !mirror.loaded {
-            mirror.pending.push((publication, delta));
+            if mirror.loads > 0 {
+                if mirror.pending.len() < REORDER_MAX {
+                    mirror.pending.push((publication, delta));
+                } else {
+                    mirror.overflowed = true;
+                    mirror.pending = Vec::new();
+                }
+            }
             return 0;
         }
         if state.stream.as_ref().is_some_and(|s| &**s.epoch() != epoch) {
@@ -461,8 +485,35 @@ impl Hub {
         self.existing_channel(channel).is_some_and(|c| c.state.lock().durable.as_ref().is_some_and(|m| m.loaded))
     }
 
-    /// Install a durable channel's stream from the store's tail (newest last) and release the
-    /// publications that arrived meanwhile. Returns false if it was already loaded.
+    /// Start loading a durable channel's stream: the channel exists in the hub from now on, so
+    /// publications committed while the store is read wait in `pending`. Every call is followed
+    /// by [`Hub::load_durable`] or [`Hub::abort_durable_load`].
+    pub fn begin_durable_load(&self, channel: &str, options: &ChannelOptions) {
+        let channel = self.channel(channel, options);
+        if let Some(mirror) = &mut channel.state.lock().durable {
+            mirror.loads += 1;
+        }
+    }
+
+    /// A load that will not finish (the store read failed, or the caller went away): when it
+    /// was the last one, what waited for it is dropped and the channel may be forgotten.
+    pub fn abort_durable_load(&self, channel_name: &str) {
+        let Some(channel) = self.existing_channel(channel_name) else { return };
+        {
+            let mut state = channel.state.lock();
+            let Some(mirror) = &mut state.durable else { return };
+            mirror.loads = mirror.loads.saturating_sub(1);
+            if mirror.loads > 0 || mirror.loaded {
+                return;
+            }
+            mirror.pending = Vec::new();
+            mirror.overflowed = false;
+        }
+        self.maybe_remove(&channel, Instant::now());
+    }
+
+    /// Install a durable channel's stream from the store's tail (newest last), read after
+    /// [`Hub::begin_durable_load`], and release the publications that arrived meanwhile.
     pub fn load_durable(
         &self,
         channel_name: &str,
@@ -470,16 +521,23 @@ impl Hub {
         epoch: &str,
         top_offset: u64,
         tail: Vec<(Publication, std::time::Duration)>,
-    ) -> bool {
+    ) -> DurableLoad {
         let channel = self.channel(channel_name, options);
         let mut guard = channel.state.lock();
         let state = &mut *guard;
         if state.removed {
-            return false;
+            return DurableLoad::Stale;
         }
-        let Some(mirror) = &mut state.durable else { return false };
+        let Some(mirror) = &mut state.durable else { return DurableLoad::AlreadyLoaded };
+        mirror.loads = mirror.loads.saturating_sub(1);
         if mirror.loaded {
-            return false;
+            return DurableLoad::AlreadyLoaded;
+        }
+        if mirror.overflowed {
+            if mirror.loads == 0 {
+                mirror.overflowed = false;
+            }
+            return DurableLoad::Stale;
         }
         let now = Instant::now();
         let entries = tail.into_iter().map(|(p, age)| (p.offset, Arc::new(p), age));
@@ -498,12 +556,7 @@ impl Hub {
         for (publication, delta) in pending.into_iter().filter(|(p, _)| p.offset > top_offset) {
             self.publish_stored(channel_name, epoch, publication, delta);
         }
-        true
-    }
-
-    /// Make sure the channel exists in the hub (so `publish_stored` sees it) without loading.
-    pub fn touch_durable(&self, channel: &str, options: &ChannelOptions) {
-        let _ = self.channel(channel, options);
+        DurableLoad::Installed
     }
 
     /// Clients subscribed to a channel, as presence reports them.
@@ -593,19 +646,28 @@ impl Hub {
         }
     }
 
-    /// Make a connected client findable by id and user.
+    /// Make a connected client findable by id and, when it has a user, by user. Anonymous
+    /// connections are not indexed by user: they cannot be targeted by one, and thousands of
+    /// them under one empty key made every disconnect a scan of all the others.
     pub fn register(&self, conn: &Arc<ConnShared>) {
         self.clients[Self::shard_of(&conn.id)].lock().insert(conn.id.clone(), conn.clone());
         let user = conn.user_arc();
-        self.users[Self::shard_of(&user)].lock().entry(user).or_default().push(conn.clone());
+        if !user.is_empty() {
+            self.users[Self::shard_of(&user)].lock().entry(user).or_default().push(conn.clone());
+        }
     }
 
     pub fn unregister(&self, conn: &Arc<ConnShared>) {
         self.clients[Self::shard_of(&conn.id)].lock().remove(&conn.id);
         let user = conn.user_arc();
+        if user.is_empty() {
+            return;
+        }
         let mut users = self.users[Self::shard_of(&user)].lock();
         if let Some(conns) = users.get_mut(&user) {
-            conns.retain(|c| !Arc::ptr_eq(c, conn));
+            if let Some(idx) = conns.iter().position(|c| Arc::ptr_eq(c, conn)) {
+                conns.swap_remove(idx);
+            }
             if conns.is_empty() {
                 users.remove(&user);
             }
@@ -627,7 +689,7 @@ impl Hub {
 
     pub fn stats(&self) -> HubStats {
         let clients = self.clients.iter().map(|s| s.lock().len()).sum();
-        let users = self.users.iter().map(|s| s.lock().keys().filter(|u| !u.is_empty()).count()).sum();
+        let users = self.users.iter().map(|s| s.lock().len()).sum();
         let mut channels = 0;
         let mut subscriptions = 0;
         for shard in self.shards.iter() {
@@ -800,7 +862,57 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::*;
+
+    fn durable_options() -> ChannelOptions {
+        ChannelOptions {
+            durable: true,
+            history_size: 10,
+            history_ttl: std::time::Duration::from_secs(60),
+            ..Default::default()
+        }
+    }
+
+    fn stored(offset: u64) -> Publication {
+        Publication { offset, data: Bytes::from(offset.to_string()), ..Default::default() }
+    }
+
+    fn mirror_len(hub: &Hub, channel: &str) -> Option<usize> {
+        let channel = hub.existing_channel(channel)?;
+        let state = channel.state.lock();
+        state.durable.as_ref().map(|m| m.pending.len())
+    }
+
+    #[test]
+    fn durable_publications_wait_only_for_a_load_under_way_and_boundedly() {
+        let hub = Hub::new(Metrics::new());
+        let options = durable_options();
+        // Nobody loads the channel: nothing is kept (nobody can be subscribed).
+        hub.begin_durable_load("d:a", &options);
+        hub.abort_durable_load("d:a");
+        assert!(hub.existing_channel("d:a").is_none(), "an aborted load leaves nothing behind");
+        hub.publish_stored("d:a", "e1", stored(1), false);
+        assert!(hub.existing_channel("d:a").is_none());
+
+        // During a load, arrivals wait, up to REORDER_MAX; past it the load is stale.
+        hub.begin_durable_load("d:b", &options);
+        for offset in 1..=3 {
+            hub.publish_stored("d:b", "e1", stored(offset), false);
+        }
+        assert_eq!(mirror_len(&hub, "d:b"), Some(3));
+        for offset in 4..=(REORDER_MAX as u64 + 10) {
+            hub.publish_stored("d:b", "e1", stored(offset), false);
+        }
+        assert!(mirror_len(&hub, "d:b").is_some_and(|n| n <= REORDER_MAX));
+        assert_eq!(hub.load_durable("d:b", &options, "e1", 0, Vec::new()), DurableLoad::Stale);
+        assert!(!hub.durable_loaded("d:b"));
+        // The next load, with nothing arriving meanwhile, installs.
+        hub.begin_durable_load("d:b", &options);
+        let top = REORDER_MAX as u64 + 10;
+        assert_eq!(hub.load_durable("d:b", &options, "e1", top, vec![]), DurableLoad::Installed);
+        assert!(hub.durable_loaded("d:b"));
+        assert_eq!(mirror_len(&hub, "d:b"), Some(0));
+    }
 
     #[test]
     fn glob() {

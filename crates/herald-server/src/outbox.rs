@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::disconnect::Disconnect;
@@ -91,13 +91,7 @@ impl Outbox {
                 return Err(PushError::Closed);
             }
             if inner.items.len() >= self.limits.max_messages || inner.bytes + len > self.limits.max_bytes {
-                inner.items = VecDeque::new();
-                inner.bytes = 0;
-                inner.closing = Some(Disconnect::SLOW);
-                drop(inner);
-                self.notify.notify_one();
-                self.close_notify.notify_waiters();
-                return Err(PushError::Overflow);
+                return Err(self.overflow(inner));
             }
             let was_empty = inner.items.is_empty();
             inner.items.push_back(Item::Message(message));
@@ -129,7 +123,7 @@ impl Outbox {
     }
 
     /// Queue a control request. Control requests are small and rare; they count against the
-    /// message bound only.
+    /// message bound only, and overflowing it closes the connection as slow, like a push.
     pub fn control(&self, control: Control) -> Result<(), PushError> {
         {
             let mut inner = self.inner.lock();
@@ -137,12 +131,24 @@ impl Outbox {
                 return Err(PushError::Closed);
             }
             if inner.items.len() >= self.limits.max_messages {
-                return Err(PushError::Overflow);
+                return Err(self.overflow(inner));
             }
             inner.items.push_back(Item::Control(Box::new(control)));
         }
         self.notify.notify_one();
         Ok(())
+    }
+
+    /// The queue is full: drop the backlog and close the connection as slow (3008). A client
+    /// that cannot keep up is never waited for.
+    fn overflow(&self, mut inner: MutexGuard<'_, Inner>) -> PushError {
+        inner.items = VecDeque::new();
+        inner.bytes = 0;
+        inner.closing = Some(Disconnect::SLOW);
+        drop(inner);
+        self.notify.notify_one();
+        self.close_notify.notify_waiters();
+        PushError::Overflow
     }
 
     /// Ask the connection to close with `disconnect`. The first close wins; what was queued
@@ -228,6 +234,18 @@ mod tests {
         let mut items = VecDeque::new();
         assert_eq!(outbox.take(&mut items), Some(Disconnect::SLOW));
         assert!(items.is_empty(), "a slow client's backlog is dropped, not sent");
+    }
+
+    #[test]
+    fn control_overflow_closes_as_slow_too() {
+        let outbox = outbox(100, 2);
+        outbox.push(Bytes::from_static(b"a")).expect("fits");
+        outbox.control(Control::Unsubscribe { channel: "x".into() }).expect("fits");
+        assert_eq!(outbox.control(Control::Unsubscribe { channel: "y".into() }), Err(PushError::Overflow));
+        assert_eq!(outbox.closing(), Some(Disconnect::SLOW), "a full queue closes whatever overflows it");
+        let mut items = VecDeque::new();
+        assert_eq!(outbox.take(&mut items), Some(Disconnect::SLOW));
+        assert!(items.is_empty());
     }
 
     #[test]

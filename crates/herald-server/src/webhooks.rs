@@ -61,7 +61,7 @@ pub fn message_created(app: &Arc<AppState>, message: &Message) {
         let data = message.payload.clone();
         if options.durable {
             let app = app.clone();
-            tokio::spawn(async move {
+            app.tracker.clone().spawn(async move {
                 if let Err(error) = crate::durable::publish(&app, &live, data, None, tags, false).await {
                     tracing::warn!(channel = %live, %error, "Live publish of a webhook message failed.");
                 }
@@ -86,6 +86,19 @@ pub fn live_channel(namespace: &str, app_id: &str, channel: &str) -> String {
     format!("{namespace}:{app_id}:{channel}")
 }
 
+/// Why a server API publication could not become a webhook message.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// The caller named an application that does not exist: their mistake.
+    #[error("unknown application `{0}`")]
+    UnknownApp(String),
+    /// Ours: no store, or the store failed.
+    #[error("no store is configured")]
+    NoStore,
+    #[error(transparent)]
+    Store(#[from] herald_store::StoreError),
+}
+
 /// Store a server API publication as a webhook message of `app` (id or uid).
 pub async fn publish_as_message(
     app: &Arc<AppState>,
@@ -94,9 +107,9 @@ pub async fn publish_as_message(
     event_id: Option<String>,
     channel: &str,
     data: Bytes,
-) -> Result<Message, String> {
-    let store = app.store.as_ref().ok_or("no store is configured")?;
-    let found = store.get_app(target_app).await.map_err(|e| e.to_string())?.ok_or("unknown application")?;
+) -> Result<Message, MessageError> {
+    let store = app.store.as_ref().ok_or(MessageError::NoStore)?;
+    let found = store.get_app(target_app).await?.ok_or_else(|| MessageError::UnknownApp(target_app.to_owned()))?;
     let new = herald_store::NewMessage {
         app_id: found.id,
         event_id,
@@ -104,7 +117,7 @@ pub async fn publish_as_message(
         payload: data,
         channels: Some(vec![channel.to_owned()]),
     };
-    let (message, created) = store.create_message(new).await.map_err(|e| e.to_string())?;
+    let (message, created) = store.create_message(new).await?;
     if created && let Some(webhooks) = &app.webhooks {
         webhooks.notify();
     }

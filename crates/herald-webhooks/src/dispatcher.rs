@@ -137,6 +137,7 @@ impl Dispatcher {
                 endpoints: Mutex::new(HashMap::new()),
                 limiters: Mutex::new(HashMap::new()),
                 wake: Arc::new(Notify::new()),
+                retry_due: Mutex::new(None),
                 config,
             }),
         })
@@ -157,12 +158,13 @@ impl Dispatcher {
         tracing::info!(workers = shared.config.workers, "Webhook dispatcher started.");
         while !shutdown.is_cancelled() {
             claim_round(&shared, &tracker, &shutdown).await;
+            let next_poll = shared.next_poll();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = housekeeping.tick() => shared.housekeep(),
                 _ = shared.wake.notified() => {}
-                _ = tokio::time::sleep(shared.config.poll_interval) => {}
+                _ = tokio::time::sleep_until(next_poll) => {}
             }
         }
         tracker.close();
@@ -186,6 +188,9 @@ struct Shared {
     /// Rate limiters by deliveries per second, keyed by endpoint id.
     limiters: Mutex<HashMap<NonZeroU32, Arc<DefaultKeyedRateLimiter<String>>>>,
     wake: Arc<Notify>,
+    /// The earliest retry that falls due before the next poll: the claim loop sleeps until
+    /// then instead of a whole `poll_interval`.
+    retry_due: Mutex<Option<Instant>>,
 }
 
 struct EndpointSlot {
@@ -383,6 +388,15 @@ impl Shared {
             trigger: claimed.delivery.trigger,
             created_at: started_at,
         };
+        // A disabling verdict is recorded first: recording the attempt frees an ordered
+        // endpoint's next delivery, which must not be claimed for the endpoint meanwhile.
+        let health = match health {
+            Some(health @ EndpointHealth::Disabled { .. }) => {
+                self.record_health(&claimed.endpoint.id, health).await;
+                None
+            }
+            other => other,
+        };
         if !self.record(claimed.delivery.id, attempt, next).await {
             return;
         }
@@ -390,28 +404,58 @@ impl Shared {
             // Wake the claim loop when this retry falls due rather than at the next poll: short
             // retry delays (and ordered endpoints, whose later messages wait behind this one)
             // would otherwise wait up to `poll_interval`.
-            let wake = Arc::clone(&self.wake);
             let delay = Duration::from_millis(u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0));
             if delay < self.config.poll_interval {
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    wake.notify_one();
-                });
+                self.retry_due_in(delay);
             }
         }
         if next == DeliveryNext::Dead {
             metrics::counter!("herald_webhook_deliveries_dead_total").increment(1);
         }
         if let Some(health) = health {
-            let disabled = matches!(health, EndpointHealth::Disabled { .. });
-            if let EndpointHealth::Disabled { reason, .. } = &health {
-                tracing::warn!(reason = %reason, "Disabling the webhook endpoint.");
+            self.record_health(&claimed.endpoint.id, health).await;
+        }
+    }
+
+    async fn record_health(&self, endpoint_id: &str, health: EndpointHealth) {
+        let disabled = matches!(health, EndpointHealth::Disabled { .. });
+        if let EndpointHealth::Disabled { reason, .. } = &health {
+            tracing::warn!(reason = %reason, "Disabling the webhook endpoint.");
+        }
+        match self.store.set_endpoint_health(endpoint_id, health).await {
+            Ok(()) if disabled => metrics::counter!("herald_webhook_endpoints_disabled_total").increment(1),
+            Ok(()) => {}
+            Err(error) => tracing::warn!(error = %error, "Cannot record the endpoint's health."),
+        }
+    }
+
+    /// Note a retry due after `delay`; the claim loop wakes to recompute its sleep when this is
+    /// the earliest one.
+    fn retry_due_in(&self, delay: Duration) {
+        // A millisecond late rather than early: the store's due times are whole milliseconds.
+        let at = Instant::now() + delay + Duration::from_millis(1);
+        let mut due = self.retry_due.lock();
+        if due.is_none_or(|earlier| at < earlier) {
+            *due = Some(at);
+            drop(due);
+            self.wake.notify_one();
+        }
+    }
+
+    /// When the claim loop next looks for due work without being woken: at the next poll, or
+    /// earlier when a retry falls due before it. A due time that has passed is forgotten (the
+    /// claim round just run has taken it).
+    fn next_poll(&self) -> Instant {
+        let now = Instant::now();
+        let poll = now + self.config.poll_interval;
+        let mut due = self.retry_due.lock();
+        match *due {
+            Some(at) if at <= now => {
+                *due = None;
+                poll
             }
-            match self.store.set_endpoint_health(&claimed.endpoint.id, health).await {
-                Ok(()) if disabled => metrics::counter!("herald_webhook_endpoints_disabled_total").increment(1),
-                Ok(()) => {}
-                Err(error) => tracing::warn!(error = %error, "Cannot record the endpoint's health."),
-            }
+            Some(at) => at.min(poll),
+            None => poll,
         }
     }
 

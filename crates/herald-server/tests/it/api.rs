@@ -118,7 +118,8 @@ async fn health_readiness_and_metrics() {
     let ready = get("/readyz").await;
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.expect("json");
-    assert_eq!(body["checks"]["hub"], json!("ok"));
+    assert_eq!(body["status"], json!("ready"), "{body}");
+    assert_eq!(body["checks"]["store"], json!("ok"), "{body}");
 
     let mut client = app.client("alice").await;
     client.call(json!({ "subscribe": { "channel": "news" } })).await;

@@ -207,7 +207,13 @@ pub async fn gone_disables_the_endpoint(store: Arc<dyn Store>) {
     let (message, later) = (messages.remove(0), messages.remove(0));
     let running = Running::start(&store, test_config());
 
-    eventually(WAIT, "the endpoint is disabled", || async { endpoint_now(&store, &endpoint).await.disabled }).await;
+    // The endpoint is disabled before the attempt is recorded, so that the next message is
+    // never claimed for it in between.
+    eventually(WAIT, "the endpoint is disabled and the attempt recorded", || async {
+        endpoint_now(&store, &endpoint).await.disabled
+            && delivery_status(&store, &message).await == DeliveryStatus::Failed
+    })
+    .await;
     let disabled = endpoint_now(&store, &endpoint).await;
     assert!(disabled.disabled_reason.as_deref().unwrap_or("").contains("410"), "{:?}", disabled.disabled_reason);
     assert_eq!(delivery_status(&store, &message).await, DeliveryStatus::Failed);
