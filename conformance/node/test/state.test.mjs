@@ -67,6 +67,26 @@ for (const codec of CODECS) {
       });
     });
 
+    test('zero counts and positions are numbers, not missing (presence stats, history)', { timeout: 15000 }, async () => {
+      await withSession(codec, async (s) => {
+        const channel = `chat:empty-${uid()}`;
+        const c = s.client({ token: await heraldToken({ user: `u-${uid()}` }) });
+        await connect(c);
+        const sub = c.newSubscription(channel);
+        await subscribe(sub);
+        // Nothing published yet: the stream is at offset 0.
+        const history = await sub.history({ limit: 0 });
+        assert.equal(history.offset, 0, JSON.stringify(history));
+        assert.equal(typeof history.epoch, 'string');
+        assert.deepEqual(history.publications, []);
+        const stats = await sub.presenceStats();
+        assert.deepEqual(stats, { numClients: 1, numUsers: 1 });
+        // A user with no connection: every count is a 0 the SDK can read.
+        const empty = await api('presence_stats', { channel: `chat:nobody-${uid()}` });
+        assert.deepEqual(empty, { num_clients: 0, num_users: 0 });
+      });
+    });
+
     test('a delta_publish namespace sends deltas without the publisher asking', { timeout: 15000 }, async () => {
       await withSession(codec, async (s) => {
         const channel = `deltapub:room-${uid()}`;

@@ -294,3 +294,18 @@ fn invalid_payload_is_written_as_null() {
     assert_eq!(json(&reply), r#"{"push":{"channel":"c","pub":{"data":null,"offset":1}}}"#);
     assert!(!herald_protocol::is_valid_json(b"\x00\x01binary"));
 }
+
+/// Fields Centrifugo's encoder writes even when zero or empty (no omitempty in its JSON tags):
+/// the SDKs read them directly.
+#[test]
+fn zero_counts_positions_and_empty_presence_are_written() {
+    use herald_protocol::{PresenceResult, PresenceStatsResult};
+    let stats = Reply { id: 3, presence_stats: Some(PresenceStatsResult::default()), ..Default::default() };
+    assert_eq!(json(&stats), r#"{"id":3,"presence_stats":{"num_clients":0,"num_users":0}}"#);
+    let presence = Reply { id: 4, presence: Some(PresenceResult::default()), ..Default::default() };
+    assert_eq!(json(&presence), r#"{"id":4,"presence":{"presence":{}}}"#);
+    let history = Reply { id: 5, history: Some(HistoryResult::default()), ..Default::default() };
+    assert_eq!(json(&history), r#"{"id":5,"history":{"publications":[],"epoch":"","offset":0}}"#);
+    let info = ClientInfo::default();
+    assert_eq!(serde_json::to_string(&info).expect("ser"), r#"{"user":"","client":""}"#);
+}

@@ -19,10 +19,10 @@ use crate::json::{is_default, nullable, raw};
 #[serde(default)]
 pub struct ClientInfo {
     #[prost(string, tag = "1")]
-    #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub user: String,
     #[prost(string, tag = "2")]
-    #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub client: String,
     #[prost(bytes = "bytes", tag = "3")]
     #[serde(skip_serializing_if = "Bytes::is_empty", with = "raw")]

@@ -210,12 +210,15 @@ pub struct UnsubscribeResult {}
 #[serde(default)]
 pub struct PublishResult {}
 
-/// Presence result: connected clients by client id.
+/// Presence result: connected clients by client id. Its fields, like those of the presence
+/// stats and history results and of `ClientInfo`'s user and client, are always written in JSON,
+/// zero or empty included, as Centrifugo's encoder writes them: the SDKs read them directly
+/// (centrifuge-js takes `num_clients` as is; absent, it is `undefined`, not 0).
 #[derive(Clone, PartialEq, Eq, ::prost::Message, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PresenceResult {
     #[prost(map = "string, message", tag = "1")]
-    #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub presence: HashMap<String, ClientInfo>,
 }
 
@@ -224,10 +227,10 @@ pub struct PresenceResult {
 #[serde(default)]
 pub struct PresenceStatsResult {
     #[prost(uint32, tag = "1")]
-    #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub num_clients: u32,
     #[prost(uint32, tag = "2")]
-    #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub num_users: u32,
 }
 
@@ -236,13 +239,13 @@ pub struct PresenceStatsResult {
 #[serde(default)]
 pub struct HistoryResult {
     #[prost(message, repeated, tag = "1")]
-    #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub publications: Vec<Publication>,
     #[prost(string, tag = "2")]
-    #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub epoch: String,
     #[prost(uint64, tag = "3")]
-    #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
+    #[serde(deserialize_with = "nullable")]
     pub offset: u64,
 }
 
