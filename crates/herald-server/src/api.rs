@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
 use herald_core::ChannelOptions;
-use herald_core::channel::ChannelName;
 use herald_protocol::codes::{self, ErrorCode};
 use herald_protocol::{ClientInfo, Publication};
 use http::{HeaderMap, StatusCode};
@@ -28,7 +27,7 @@ use serde_json::value::RawValue;
 use crate::client::ConnShared;
 use crate::disconnect::Disconnect;
 use crate::history::Position;
-use crate::hub::PublishSpec;
+use crate::node::{ChannelError, HistoryError, Publish};
 use crate::outbox::{Control, PushError};
 use crate::state::AppState;
 
@@ -174,13 +173,10 @@ async fn call_single(app: &Arc<AppState>, method: &str, params: &RawValue) -> Ap
 }
 
 fn channel_options(app: &AppState, channel: &str) -> Result<ChannelOptions, ApiError> {
-    if channel.is_empty() || channel.len() > app.config.client.channel_max_length {
-        return Err(bad_request("channel required"));
-    }
-    app.config
-        .namespace_options(ChannelName::parse(channel).namespace)
-        .cloned()
-        .ok_or_else(|| codes::ERROR_UNKNOWN_CHANNEL.into())
+    crate::node::channel_options(&app.config, channel).map_err(|error| match error {
+        ChannelError::BadName => bad_request("channel required"),
+        ChannelError::UnknownNamespace => codes::ERROR_UNKNOWN_CHANNEL.into(),
+    })
 }
 
 fn payload(data: Option<Box<RawValue>>, b64data: Option<String>) -> Result<Bytes, ApiError> {
@@ -273,7 +269,7 @@ struct PublishFlags {
     delta: bool,
 }
 
-/// Publish to one channel: durable channels are stored first, the rest go straight to the hub.
+/// Publish to one channel through the node (durable channels are stored first).
 async fn publish_one(
     app: &Arc<AppState>,
     channel: &str,
@@ -282,29 +278,24 @@ async fn publish_one(
     tags: HashMap<String, String>,
     flags: PublishFlags,
 ) -> ApiResult {
-    if options.durable {
-        return match crate::durable::publish(app, channel, data, None, tags, flags.delta).await {
-            Ok(position) => Ok(serde_json::json!({ "offset": position.offset, "epoch": position.epoch })),
-            Err(error) => {
-                tracing::warn!(%channel, %error, "Durable publish failed.");
-                Err(codes::ERROR_INTERNAL.into())
-            }
-        };
-    }
-    let published = app.hub.publish(PublishSpec {
+    let publish = Publish {
         channel,
         options,
         data,
         info: None,
         tags,
         skip_history: flags.skip_history,
-        idempotency_key: flags.idempotency_key.filter(|k| !k.is_empty()),
+        idempotency_key: flags.idempotency_key,
         delta: flags.delta,
-    });
-    Ok(match published.position {
-        Some(position) => serde_json::json!({ "offset": position.offset, "epoch": &*position.epoch }),
-        None => serde_json::json!({}),
-    })
+    };
+    match crate::node::publish(app, publish).await {
+        Ok(Some(position)) => Ok(serde_json::json!({ "offset": position.offset, "epoch": &*position.epoch })),
+        Ok(None) => Ok(serde_json::json!({})),
+        Err(error) => {
+            tracing::warn!(%channel, %error, "Durable publish failed.");
+            Err(codes::ERROR_INTERNAL.into())
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -519,12 +510,6 @@ async fn history(app: &AppState, params: HistoryParams) -> ApiResult {
     if !options.has_history() {
         return Err(codes::ERROR_NOT_AVAILABLE.into());
     }
-    if options.durable {
-        crate::durable::ensure_loaded(app, &params.channel, &options).await.map_err(|error| {
-            tracing::warn!(channel = %params.channel, %error, "Cannot load a durable channel.");
-            ApiError::from(codes::ERROR_INTERNAL)
-        })?;
-    }
     let max = app.config.client.history_max_limit;
     let limit = match params.limit {
         None | Some(0) => 0,
@@ -532,10 +517,15 @@ async fn history(app: &AppState, params: HistoryParams) -> ApiResult {
         Some(n) => (n as usize).min(max),
     };
     let since = params.since.map(|s| Position { epoch: Arc::from(s.epoch.as_str()), offset: s.offset });
-    let (pubs, position) = app
-        .hub
-        .history(&params.channel, &options, since.as_ref(), limit, params.reverse)
-        .map_err(|_| ApiError::from(codes::ERROR_UNRECOVERABLE_POSITION))?;
+    let (pubs, position) = crate::node::history(app, &params.channel, &options, since.as_ref(), limit, params.reverse)
+        .await
+        .map_err(|error| match error {
+            HistoryError::Unrecoverable => ApiError::from(codes::ERROR_UNRECOVERABLE_POSITION),
+            HistoryError::Load(error) => {
+                tracing::warn!(channel = %params.channel, %error, "Cannot load a durable channel.");
+                ApiError::from(codes::ERROR_INTERNAL)
+            }
+        })?;
     let publications: Vec<&Publication> = pubs.iter().map(|p| &**p).collect();
     Ok(serde_json::json!({ "publications": publications, "epoch": &*position.epoch, "offset": position.offset }))
 }

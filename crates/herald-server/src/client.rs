@@ -27,7 +27,8 @@ use herald_protocol::{
 
 use crate::disconnect::Disconnect;
 use crate::history::Position;
-use crate::hub::{PublishSpec, SubscribeError, SubscribeOutcome, SubscribeSpec};
+use crate::hub::{SubscribeError, SubscribeOutcome, SubscribeSpec};
+use crate::node::{ChannelError, HistoryError, Publish};
 use crate::outbox::{Control, Outbox, OutboxLimits};
 use crate::state::AppState;
 
@@ -317,11 +318,10 @@ impl Session {
     }
 
     fn check_channel(&self, channel: &str) -> Result<ChannelOptions, CommandError> {
-        if channel.is_empty() || channel.len() > self.config().client.channel_max_length {
-            crate::metrics::bad_input("bad_channel");
-            return Err(codes::ERROR_BAD_REQUEST.into());
-        }
-        self.options_for(channel).ok_or(CommandError::Reply(codes::ERROR_UNKNOWN_CHANNEL))
+        crate::node::channel_options(self.config(), channel).map_err(|error| match error {
+            ChannelError::BadName => codes::ERROR_BAD_REQUEST.into(),
+            ChannelError::UnknownNamespace => codes::ERROR_UNKNOWN_CHANNEL.into(),
+        })
     }
 
     async fn subscribe(&mut self, id: u32, req: SubscribeRequest) -> CommandResult {
@@ -500,25 +500,20 @@ impl Session {
             conn_info: self.shared.conn_info(),
             chan_info: Bytes::new(),
         };
-        if options.durable {
-            // Acknowledged only once stored.
-            if let Err(error) =
-                crate::durable::publish(&self.app, &req.channel, req.data, Some(info), HashMap::new(), false).await
-            {
-                tracing::warn!(channel = %req.channel, %error, "Durable publish failed.");
-                return Err(codes::ERROR_INTERNAL.into());
-            }
-        } else {
-            self.app.hub.publish(PublishSpec {
-                channel: &req.channel,
-                options: &options,
-                data: req.data,
-                info: Some(info),
-                tags: HashMap::new(),
-                skip_history: false,
-                idempotency_key: None,
-                delta: false,
-            });
+        let publish = Publish {
+            channel: &req.channel,
+            options: &options,
+            data: req.data,
+            info: Some(info),
+            tags: HashMap::new(),
+            skip_history: false,
+            idempotency_key: None,
+            delta: false,
+        };
+        // On a durable channel, answered only once stored.
+        if let Err(error) = crate::node::publish(&self.app, publish).await {
+            tracing::warn!(channel = %req.channel, %error, "Durable publish failed.");
+            return Err(codes::ERROR_INTERNAL.into());
         }
         Ok(Some(Reply { publish: Some(PublishResult::default()), ..Default::default() }))
     }
@@ -563,20 +558,19 @@ impl Session {
         if !self.may_read(&req.channel, options.allow_history_for_subscriber, options.allow_history_for_client) {
             return Err(codes::ERROR_PERMISSION_DENIED.into());
         }
-        if options.durable
-            && let Err(error) = crate::durable::ensure_loaded(&self.app, &req.channel, &options).await
-        {
-            tracing::warn!(channel = %req.channel, %error, "Cannot load a durable channel.");
-            return Err(codes::ERROR_INTERNAL.into());
-        }
         let max = self.config().client.history_max_limit;
         let limit = if req.limit < 0 { max } else { (req.limit as usize).min(max) };
         let since = req.since.as_ref().map(|s| Position { epoch: Arc::from(s.epoch.as_str()), offset: s.offset });
-        let (pubs, position) = self
-            .app
-            .hub
-            .history(&req.channel, &options, since.as_ref(), limit, req.reverse)
-            .map_err(|_| CommandError::Reply(codes::ERROR_UNRECOVERABLE_POSITION))?;
+        let (pubs, position) =
+            crate::node::history(&self.app, &req.channel, &options, since.as_ref(), limit, req.reverse).await.map_err(
+                |error| match error {
+                    HistoryError::Unrecoverable => CommandError::Reply(codes::ERROR_UNRECOVERABLE_POSITION),
+                    HistoryError::Load(error) => {
+                        tracing::warn!(channel = %req.channel, %error, "Cannot load a durable channel.");
+                        CommandError::Reply(codes::ERROR_INTERNAL)
+                    }
+                },
+            )?;
         let result = HistoryResult {
             publications: pubs.iter().map(|p| herald_protocol::Publication::clone(p)).collect(),
             epoch: position.epoch.to_string(),

@@ -11,6 +11,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod node;
 pub mod outbox;
 pub mod state;
 pub mod webhooks;

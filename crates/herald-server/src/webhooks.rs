@@ -13,10 +13,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use herald_core::channel::ChannelName;
 use herald_store::Message;
 
-use crate::hub::PublishSpec;
+use crate::node::Publish;
 use crate::state::AppState;
 
 /// The management API router, when a store is configured.
@@ -59,24 +60,28 @@ pub fn message_created(app: &Arc<AppState>, message: &Message) {
         tags.insert("event_type".to_owned(), message.event_type.clone());
         tags.insert("msg_id".to_owned(), message.id.clone());
         let data = message.payload.clone();
-        if options.durable {
-            let app = app.clone();
-            app.tracker.clone().spawn(async move {
-                if let Err(error) = crate::durable::publish(&app, &live, data, None, tags, false).await {
-                    tracing::warn!(channel = %live, %error, "Live publish of a webhook message failed.");
-                }
-            });
-        } else {
-            app.hub.publish(PublishSpec {
+        let idempotency_key = Some(message.id.clone());
+        let live_app = app.clone();
+        let publish = async move {
+            let publish = Publish {
                 channel: &live,
                 options: &options,
                 data,
                 info: None,
                 tags,
                 skip_history: false,
-                idempotency_key: Some(message.id.clone()),
+                idempotency_key,
                 delta: false,
-            });
+            };
+            if let Err(error) = crate::node::publish(&live_app, publish).await {
+                tracing::warn!(channel = %live, %error, "Live publish of a webhook message failed.");
+            }
+        };
+        // The message is committed already. An ephemeral live copy goes out now (the future
+        // completes on its first poll); a durable one is stored in the background, tracked.
+        let mut publish = Box::pin(publish);
+        if (&mut publish).now_or_never().is_none() {
+            app.tracker.spawn(publish);
         }
     }
 }

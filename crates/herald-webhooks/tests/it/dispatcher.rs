@@ -278,8 +278,12 @@ pub async fn failing_too_long_disables(store: Arc<dyn Store>) {
     let config = WebhooksConfig { disable_after: Duration::from_secs(5), ..test_config() };
     let running = Running::start(&store, config);
 
-    eventually(WAIT, "the endpoint is disabled", || async { endpoint_now(&store, &endpoint).await.disabled }).await;
-    assert_eq!(delivery_status(&store, &message).await, DeliveryStatus::Failed);
+    // Disabled first, then the attempt recorded (see gone_disables_the_endpoint).
+    eventually(WAIT, "the endpoint is disabled and the delivery failed", || async {
+        endpoint_now(&store, &endpoint).await.disabled
+            && delivery_status(&store, &message).await == DeliveryStatus::Failed
+    })
+    .await;
     running.stop().await;
     assert_eq!(receiver.received().len(), 1);
 }
