@@ -27,7 +27,8 @@ use serde_json::value::RawValue;
 use crate::client::ConnShared;
 use crate::disconnect::Disconnect;
 use crate::history::Position;
-use crate::node::{ChannelError, HistoryError, Publish};
+use crate::hub::PublishSpec;
+use crate::node::{ChannelError, HistoryError};
 use crate::outbox::{Control, PushError};
 use crate::state::AppState;
 
@@ -278,7 +279,7 @@ async fn publish_one(
     tags: HashMap<String, String>,
     flags: PublishFlags,
 ) -> ApiResult {
-    let publish = Publish {
+    let publish = PublishSpec {
         channel,
         options,
         data,

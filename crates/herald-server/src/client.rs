@@ -27,8 +27,8 @@ use herald_protocol::{
 
 use crate::disconnect::Disconnect;
 use crate::history::Position;
-use crate::hub::{SubscribeError, SubscribeOutcome, SubscribeSpec};
-use crate::node::{ChannelError, HistoryError, Publish};
+use crate::hub::{PublishSpec, SubscribeError, SubscribeOutcome, SubscribeSpec};
+use crate::node::{ChannelError, HistoryError};
 use crate::outbox::{Control, Outbox, OutboxLimits};
 use crate::state::AppState;
 
@@ -500,7 +500,7 @@ impl Session {
             conn_info: self.shared.conn_info(),
             chan_info: Bytes::new(),
         };
-        let publish = Publish {
+        let publish = PublishSpec {
             channel: &req.channel,
             options: &options,
             data: req.data,

@@ -7,13 +7,11 @@
 //! This is the seam scale-out plugs into: today it calls the in-process hub and the store;
 //! with a broker, publications and history reads will cross nodes here, behind the same calls.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use herald_core::channel::ChannelName;
 use herald_core::{ChannelOptions, Config};
-use herald_protocol::{ClientInfo, Publication};
+use herald_protocol::Publication;
 
 use crate::durable::DurableError;
 use crate::history::Position;
@@ -38,44 +36,21 @@ pub fn channel_options(config: &Config, channel: &str) -> Result<ChannelOptions,
     config.namespace_options(ChannelName::parse(channel).namespace).cloned().ok_or(ChannelError::UnknownNamespace)
 }
 
-/// A publication to make on one channel.
-pub struct Publish<'a> {
-    pub channel: &'a str,
-    pub options: &'a ChannelOptions,
-    pub data: Bytes,
-    pub info: Option<ClientInfo>,
-    pub tags: HashMap<String, String>,
-    /// Do not keep it in the channel's history (ephemeral channels only: a durable channel's
-    /// history is its stored stream).
-    pub skip_history: bool,
-    /// Repeated publishes with this key within a window are acknowledged once (ephemeral
-    /// channels only, as before this facade).
-    pub idempotency_key: Option<String>,
-    /// Ask for a fossil delta (the namespace's `delta_publish` asks for every publication).
-    pub delta: bool,
-}
-
 /// Publish: on a durable channel the publication is stored, and acknowledged, before it is
 /// released to subscribers; otherwise it goes to the hub at once. Returns the stream position
 /// when the channel keeps one.
-pub async fn publish(app: &Arc<AppState>, publish: Publish<'_>) -> Result<Option<Position>, DurableError> {
+///
+/// `skip_history` and `idempotency_key` apply to ephemeral channels only: a durable channel's
+/// history is its stored stream.
+pub async fn publish(app: &Arc<AppState>, mut publish: PublishSpec<'_>) -> Result<Option<Position>, DurableError> {
     if publish.options.durable {
         let position =
             crate::durable::publish(app, publish.channel, publish.data, publish.info, publish.tags, publish.delta)
                 .await?;
         return Ok(Some(Position { epoch: Arc::from(position.epoch.as_str()), offset: position.offset }));
     }
-    let published = app.hub.publish(PublishSpec {
-        channel: publish.channel,
-        options: publish.options,
-        data: publish.data,
-        info: publish.info,
-        tags: publish.tags,
-        skip_history: publish.skip_history,
-        idempotency_key: publish.idempotency_key.filter(|k| !k.is_empty()),
-        delta: publish.delta,
-    });
-    Ok(published.position)
+    publish.idempotency_key = publish.idempotency_key.filter(|k| !k.is_empty());
+    Ok(app.hub.publish(publish).position)
 }
 
 /// Why a history read failed.

@@ -17,7 +17,7 @@ use futures_util::FutureExt as _;
 use herald_core::channel::ChannelName;
 use herald_store::Message;
 
-use crate::node::Publish;
+use crate::hub::PublishSpec;
 use crate::state::AppState;
 
 /// The management API router, when a store is configured.
@@ -63,7 +63,7 @@ pub fn message_created(app: &Arc<AppState>, message: &Message) {
         let idempotency_key = Some(message.id.clone());
         let live_app = app.clone();
         let publish = async move {
-            let publish = Publish {
+            let publish = PublishSpec {
                 channel: &live,
                 options: &options,
                 data,
