@@ -855,3 +855,18 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_whose_tool_is_missing_is_skipped_not_failed() {
+        assert!(on_path("sh"), "sh is on every PATH this runs on");
+        assert!(!on_path("herald-no-such-tool-3f9a"));
+        let wrk_case = CaseRun::Api { namespace: String::new(), label: "ephemeral".into(), wrk: true };
+        assert_eq!(missing_tool(&wrk_case).is_some(), !on_path("wrk"));
+        let own_case = CaseRun::Api { namespace: String::new(), label: "ephemeral".into(), wrk: false };
+        assert!(missing_tool(&own_case).is_none(), "herald-bench's own client needs no tool");
+    }
+}
