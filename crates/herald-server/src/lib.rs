@@ -13,6 +13,7 @@ pub mod hub;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
+pub mod server_api;
 pub mod state;
 pub mod webhooks;
 pub mod websocket;
