@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, Rust unit and integration tests, and
-# conformance with the official SDKs (installed on first use by conformance/run.sh).
+# bounded fuzzing of the untrusted-input parsers (fuzz/README.md), conformance with the official
+# SDKs (installed on first use by conformance/run.sh) and the quick benchmark suite.
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,9 +32,11 @@ ensure_tool wrk wrk
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check)
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+(cd fuzz && cargo clippy --all-targets --locked --target-dir ../target/fuzz-clippy -- -D warnings)
 
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
@@ -42,6 +45,9 @@ else
   echo "cargo-nextest not found; using cargo test" >&2
   cargo test --workspace --locked
 fi
+
+step "fuzz targets, 20 s each (WebSocket framing, protocol commands, server API bodies)"
+scripts/fuzz.sh 20
 
 step "SDK conformance (centrifuge-js, centrifuge-python, cent)"
 # Same (dev) profile as the tests above, so the binary reuses their build artifacts.
