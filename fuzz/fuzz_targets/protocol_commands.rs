@@ -90,7 +90,10 @@ fn commands(protocol: Protocol, frame: &[u8]) {
 /// Replies the server could send in answer, carrying the command's own bytes and strings.
 fn replies_to(command: &Command, replies: &mut Vec<Reply>) {
     let id = command.id;
-    replies.push(Reply::from_error(id, Error { code: id, message: format!("{command:?}"), temporary: id.is_multiple_of(2) }));
+    replies.push(Reply::from_error(
+        id,
+        Error { code: id, message: format!("{command:?}"), temporary: id.is_multiple_of(2) },
+    ));
     if let Some(publish) = &command.publish {
         let publication = Publication {
             data: publish.data.clone(),
