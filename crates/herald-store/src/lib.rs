@@ -3,28 +3,31 @@
 //!
 //! # Design
 //!
-//! One [`Store`] trait, several backends (SQLite embedded by default, PostgreSQL for scale-out).
-//! Callers only see this trait and the model types in [`model`]: no SQL, no SQLite-only
-//! assumptions (no rowids, no single-writer guarantees leak out).
+//! One [`Store`], made of role traits ([`Applications`], [`MessageLog`], [`DeliveryQueue`],
+//! [`IdempotencyKeys`], [`ChannelLog`]), several backends (SQLite, in `herald-store-sqlite`,
+//! embedded by default; PostgreSQL for scale-out). Callers only see these traits and the model
+//! types in [`model`]: no SQL, no SQLite-only assumptions (no rowids, no single-writer
+//! guarantees leak out). A backend proves itself by passing the generic suite in [`testkit`]
+//! (feature `testkit`), proptest models included.
 //!
 //! Writes that a client waits for (creating a message, appending durable publications) are
 //! group-committed: a backend may batch many callers' writes into one transaction, but returns
 //! to each caller only after that transaction is durable. Acknowledging before the commit would
 //! break the first invariant: nothing acknowledged is lost.
 //!
-//! Delivery work is claimed, not locked: [`Store::claim_due_deliveries`] marks deliveries as
+//! Delivery work is claimed, not locked: [`DeliveryQueue::claim_due_deliveries`] marks deliveries as
 //! sending with a lease that ends at `now + lease_ms`. A worker that dies mid-delivery leaves
 //! the delivery to become due again when the lease ends; no transaction is held while the HTTP
 //! call runs.
 
 pub mod ids;
 pub mod model;
-pub mod sqlite;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use async_trait::async_trait;
 
 pub use model::*;
-pub use sqlite::{SqliteConfig, SqliteStore};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,14 +48,24 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Durable state behind Herald's webhook and durable-channel paths.
+/// Durable state behind Herald's webhook and durable-channel paths: every role, plus a health
+/// check. A backend implements each role trait and this one; callers hold `Arc<dyn Store>` and
+/// bring the roles they call into scope (`use herald_store::roles::*`).
+///
+/// The roles are separate traits so that a backend's code and its tests are organised by what
+/// each part must guarantee (see each trait), and so that the generic test suite
+/// ([`testkit`], feature `testkit`) can be run unchanged by every backend.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    Applications + MessageLog + DeliveryQueue + IdempotencyKeys + ChannelLog + Send + Sync + 'static
+{
     /// Cheap liveness check for `/readyz` (a trivial query).
     async fn health(&self) -> StoreResult<()>;
+}
 
-    // --- applications ---------------------------------------------------------------------
-
+/// Webhook applications, their endpoints (with secrets and health) and the global event types.
+#[async_trait]
+pub trait Applications: Send + Sync {
     /// Create an application. `uid` must be unique.
     async fn create_app(&self, new: NewApp) -> StoreResult<App>;
     /// Find by id (`app_...`) or uid.
@@ -94,9 +107,11 @@ pub trait Store: Send + Sync + 'static {
     /// success; `disabled` with a reason when the dispatcher disables it (410 Gone, or failing
     /// for longer than the configured time).
     async fn set_endpoint_health(&self, endpoint_id: &str, health: EndpointHealth) -> StoreResult<()>;
+}
 
-    // --- messages (the event log) -----------------------------------------------------------
-
+/// The event log: messages, each appended with its deliveries in one transaction.
+#[async_trait]
+pub trait MessageLog: Send + Sync {
     /// Append a message and create one pending delivery (due now) for every enabled endpoint of
     /// the app whose filters match, in one durable transaction. With an `event_id` already used
     /// in this app, nothing is written and the existing message is returned with `false`.
@@ -106,9 +121,11 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first unless the page asks for ascending order.
     async fn list_messages(&self, app_id: &str, page: PageRequest, filter: MessageFilter)
     -> StoreResult<Page<Message>>;
+}
 
-    // --- deliveries and attempts ---------------------------------------------------------
-
+/// The delivery queue: claims with leases, attempts, retries, dead letters and replay.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
     /// Claim up to `limit` deliveries due at `now`: mark them sending until `now + lease_ms`
     /// and return them with their message and endpoint. For an endpoint that does not allow
     /// concurrency (`max_concurrency` of 1), only its oldest unfinished delivery is ever
@@ -145,17 +162,21 @@ pub trait Store: Send + Sync + 'static {
     async fn list_deliveries_for_message(&self, app_id: &str, msg_id: &str) -> StoreResult<Vec<Delivery>>;
     /// Counts by state, for metrics and `herald attempts`.
     async fn delivery_counts(&self) -> StoreResult<DeliveryCounts>;
+}
 
-    // --- idempotency keys (management API POSTs) -----------------------------------------
-
+/// Idempotency keys of the management API's POSTs, shared by every node.
+#[async_trait]
+pub trait IdempotencyKeys: Send + Sync {
     async fn idempotency_get(&self, key: &str) -> StoreResult<Option<IdempotentResponse>>;
     /// Remember a 2xx response for `key`; an existing key is kept (first writer wins).
     async fn idempotency_put(&self, key: &str, response: IdempotentResponse) -> StoreResult<()>;
     /// Forget keys created before `before`.
     async fn idempotency_prune(&self, before: Timestamp) -> StoreResult<u64>;
+}
 
-    // --- durable channels ------------------------------------------------------------------
-
+/// The streams of durable channels: offsets, history, retention.
+#[async_trait]
+pub trait ChannelLog: Send + Sync {
     /// Append publications to durable channels, group-committed. Each gets the next offset of
     /// its channel's stream; a channel seen for the first time gets a fresh epoch. Returned in
     /// input order.
@@ -179,4 +200,9 @@ pub trait Store: Send + Sync + 'static {
     /// publications and none older than `max_age_ms`. Returns how many were removed.
     async fn prune_channels(&self, prefix: &str, max_count: usize, max_age_ms: i64, now: Timestamp)
     -> StoreResult<u64>;
+}
+
+/// The role traits, to bring their methods into scope: `use herald_store::roles::*;`.
+pub mod roles {
+    pub use crate::{Applications, ChannelLog, DeliveryQueue, IdempotencyKeys, MessageLog, Store};
 }

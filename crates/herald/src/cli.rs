@@ -324,7 +324,7 @@ fn token(
 
 fn migrate(config: &Config) -> anyhow::Result<()> {
     let path = crate::store_path(config);
-    let version = herald_store::sqlite::migrate(&path).with_context(|| format!("cannot migrate {}", path.display()))?;
+    let version = herald_store_sqlite::migrate(&path).with_context(|| format!("cannot migrate {}", path.display()))?;
     println!("{}: schema version {version}", path.display());
     Ok(())
 }

@@ -29,13 +29,13 @@ fn store_path(config: &Config) -> PathBuf {
 /// Open (and migrate) the embedded store.
 fn open_store(config: &Config) -> anyhow::Result<Arc<dyn herald_store::Store>> {
     let path = store_path(config);
-    let sqlite = herald_store::sqlite::SqliteConfig {
+    let sqlite = herald_store_sqlite::SqliteConfig {
         path: path.clone(),
         max_batch: config.store.max_batch,
         queue_capacity: config.store.queue_capacity,
         read_connections: config.store.read_connections,
     };
-    let store = herald_store::sqlite::SqliteStore::open(&sqlite)
+    let store = herald_store_sqlite::SqliteStore::open(&sqlite)
         .with_context(|| format!("cannot open the store at {}", path.display()))?;
     Ok(Arc::new(store))
 }

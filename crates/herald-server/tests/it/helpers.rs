@@ -116,8 +116,8 @@ fn uuid_like() -> String {
 
 /// Open the SQLite store in `dir`.
 pub fn open_store(dir: &std::path::Path) -> std::sync::Arc<dyn herald_store::Store> {
-    let config = herald_store::sqlite::SqliteConfig::new(dir.join("herald.db"));
-    std::sync::Arc::new(herald_store::sqlite::SqliteStore::open(&config).expect("store opens"))
+    let config = herald_store_sqlite::SqliteConfig::new(dir.join("herald.db"));
+    std::sync::Arc::new(herald_store_sqlite::SqliteStore::open(&config).expect("store opens"))
 }
 
 impl TestApp {

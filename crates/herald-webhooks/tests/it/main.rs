@@ -41,8 +41,8 @@ fn memory_store() -> Arc<dyn Store> {
 /// A fresh SQLite store in a temporary directory, removed when the returned guard drops.
 fn sqlite_store() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let config = herald_store::SqliteConfig::new(dir.path().join("herald.db"));
-    let store = herald_store::SqliteStore::open(&config).expect("the SQLite store opens");
+    let config = herald_store_sqlite::SqliteConfig::new(dir.path().join("herald.db"));
+    let store = herald_store_sqlite::SqliteStore::open(&config).expect("the SQLite store opens");
     (Arc::new(store), dir)
 }
 

@@ -4,6 +4,7 @@
 //! scenarios run against the real SQLite store.
 
 use async_trait::async_trait;
+use herald_store::roles::*;
 use herald_store::*;
 use parking_lot::Mutex;
 
@@ -67,7 +68,10 @@ impl Store for MemoryStore {
     async fn health(&self) -> StoreResult<()> {
         Ok(())
     }
+}
 
+#[async_trait]
+impl Applications for MemoryStore {
     async fn create_app(&self, new: NewApp) -> StoreResult<App> {
         let now = now_ms();
         let app = App {
@@ -82,30 +86,39 @@ impl Store for MemoryStore {
         self.state.lock().apps.push(app.clone());
         Ok(app)
     }
+
     async fn get_app(&self, _: &str) -> StoreResult<Option<App>> {
         unsupported()
     }
+
     async fn list_apps(&self, _: PageRequest) -> StoreResult<Page<App>> {
         unsupported()
     }
+
     async fn update_app(&self, _: &str, _: NewApp) -> StoreResult<App> {
         unsupported()
     }
+
     async fn delete_app(&self, _: &str) -> StoreResult<()> {
         unsupported()
     }
+
     async fn create_event_type(&self, _: NewEventType) -> StoreResult<EventType> {
         unsupported()
     }
+
     async fn get_event_type(&self, _: &str) -> StoreResult<Option<EventType>> {
         unsupported()
     }
+
     async fn list_event_types(&self, _: PageRequest, _: bool) -> StoreResult<Page<EventType>> {
         unsupported()
     }
+
     async fn update_event_type(&self, _: &str, _: NewEventType) -> StoreResult<EventType> {
         unsupported()
     }
+
     async fn delete_event_type(&self, _: &str, _: bool) -> StoreResult<()> {
         unsupported()
     }
@@ -136,18 +149,23 @@ impl Store for MemoryStore {
         self.state.lock().endpoints.push(endpoint.clone());
         Ok(endpoint)
     }
+
     async fn get_endpoint(&self, app_id: &str, id: &str) -> StoreResult<Option<Endpoint>> {
         Ok(self.state.lock().endpoints.iter().find(|e| e.app_id == app_id && e.id == id).cloned())
     }
+
     async fn list_endpoints(&self, _: &str, _: PageRequest) -> StoreResult<Page<Endpoint>> {
         unsupported()
     }
+
     async fn update_endpoint(&self, _: &str, _: &str, _: EndpointUpdate) -> StoreResult<Endpoint> {
         unsupported()
     }
+
     async fn delete_endpoint(&self, _: &str, _: &str) -> StoreResult<()> {
         unsupported()
     }
+
     async fn rotate_endpoint_secret(&self, _: &str, _: &str, _: String, _: Timestamp) -> StoreResult<Endpoint> {
         unsupported()
     }
@@ -171,7 +189,10 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl MessageLog for MemoryStore {
     async fn create_message(&self, new: NewMessage) -> StoreResult<(Message, bool)> {
         let now = now_ms();
         let message = Message {
@@ -210,13 +231,18 @@ impl Store for MemoryStore {
         state.messages.push(message.clone());
         Ok((message, true))
     }
+
     async fn get_message(&self, _: &str, _: &str) -> StoreResult<Option<Message>> {
         unsupported()
     }
+
     async fn list_messages(&self, _: &str, _: PageRequest, _: MessageFilter) -> StoreResult<Page<Message>> {
         unsupported()
     }
+}
 
+#[async_trait]
+impl DeliveryQueue for MemoryStore {
     async fn claim_due_deliveries(
         &self,
         now: Timestamp,
@@ -286,9 +312,11 @@ impl Store for MemoryStore {
         state.attempts.push(attempt.clone());
         Ok(attempt)
     }
+
     async fn resend(&self, _: &str, _: &str, _: &str) -> StoreResult<()> {
         unsupported()
     }
+
     async fn recover_endpoint(
         &self,
         _: &str,
@@ -299,9 +327,11 @@ impl Store for MemoryStore {
     ) -> StoreResult<u64> {
         unsupported()
     }
+
     async fn list_dead_letters(&self, _: Option<&str>, _: PageRequest) -> StoreResult<Page<Delivery>> {
         unsupported()
     }
+
     async fn replay_dead_letters(&self, _: Option<&str>, _: Option<&str>) -> StoreResult<u64> {
         unsupported()
     }
@@ -328,6 +358,7 @@ impl Store for MemoryStore {
         data.truncate(page.limit);
         Ok(Page { data, iterator: None, prev_iterator: None, done: true })
     }
+
     async fn list_deliveries_for_message(&self, app_id: &str, msg_id: &str) -> StoreResult<Vec<Delivery>> {
         let state = self.state.lock();
         Ok(state
@@ -337,24 +368,37 @@ impl Store for MemoryStore {
             .map(|r| r.delivery.clone())
             .collect())
     }
+
     async fn delivery_counts(&self) -> StoreResult<DeliveryCounts> {
         unsupported()
     }
+}
+
+#[async_trait]
+impl IdempotencyKeys for MemoryStore {
     async fn idempotency_get(&self, _: &str) -> StoreResult<Option<IdempotentResponse>> {
         unsupported()
     }
+
     async fn idempotency_put(&self, _: &str, _: IdempotentResponse) -> StoreResult<()> {
         unsupported()
     }
+
     async fn idempotency_prune(&self, _: Timestamp) -> StoreResult<u64> {
         unsupported()
     }
+}
+
+#[async_trait]
+impl ChannelLog for MemoryStore {
     async fn append_publications(&self, _: Vec<NewPublication>) -> StoreResult<Vec<StreamPosition>> {
         unsupported()
     }
+
     async fn channel_position(&self, _: &str) -> StoreResult<StreamPosition> {
         unsupported()
     }
+
     async fn channel_history(
         &self,
         _: &str,
@@ -364,9 +408,11 @@ impl Store for MemoryStore {
     ) -> StoreResult<(Vec<StoredPublication>, StreamPosition)> {
         unsupported()
     }
+
     async fn channel_history_remove(&self, _: &str) -> StoreResult<()> {
         unsupported()
     }
+
     async fn prune_channels(&self, _: &str, _: usize, _: i64, _: Timestamp) -> StoreResult<u64> {
         unsupported()
     }

@@ -61,10 +61,11 @@ use self::channels::Retention;
 use self::reader::ReadPool;
 use self::rows::DbResultExt;
 use self::writer::WriterHandle;
-use crate::{
+use herald_store::roles::*;
+use herald_store::{
     App, Attempt, AttemptFilter, ClaimedDelivery, Delivery, DeliveryCounts, DeliveryNext, Endpoint, EndpointHealth,
     EndpointUpdate, EventType, IdempotentResponse, Message, MessageFilter, NewApp, NewAttempt, NewEndpoint,
-    NewEventType, NewMessage, NewPublication, Page, PageRequest, Store, StoreError, StoreResult, StoredPublication,
+    NewEventType, NewMessage, NewPublication, Page, PageRequest, StoreError, StoreResult, StoredPublication,
     StreamPosition, Timestamp, now_ms,
 };
 
@@ -176,9 +177,10 @@ impl Store for SqliteStore {
         }
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).db()).await
     }
+}
 
-    // --- applications -----------------------------------------------------------------------
-
+#[async_trait]
+impl Applications for SqliteStore {
     async fn create_app(&self, new: NewApp) -> StoreResult<App> {
         self.write(move |conn| apps::create_app(conn, new)).await
     }
@@ -269,9 +271,10 @@ impl Store for SqliteStore {
         let endpoint_id = endpoint_id.to_owned();
         self.write(move |conn| apps::set_endpoint_health(conn, &endpoint_id, health)).await
     }
+}
 
-    // --- messages ---------------------------------------------------------------------------
-
+#[async_trait]
+impl MessageLog for SqliteStore {
     async fn create_message(&self, new: NewMessage) -> StoreResult<(Message, bool)> {
         self.write(move |conn| messages::create_message(conn, new)).await
     }
@@ -290,9 +293,10 @@ impl Store for SqliteStore {
         let app_id = app_id.to_owned();
         self.read(move |conn| messages::list_messages(conn, &app_id, &page, filter)).await
     }
+}
 
-    // --- deliveries and attempts ------------------------------------------------------------
-
+#[async_trait]
+impl DeliveryQueue for SqliteStore {
     async fn claim_due_deliveries(
         &self,
         now: Timestamp,
@@ -352,9 +356,10 @@ impl Store for SqliteStore {
     async fn delivery_counts(&self) -> StoreResult<DeliveryCounts> {
         self.read(deliveries::delivery_counts).await
     }
+}
 
-    // --- idempotency keys -------------------------------------------------------------------
-
+#[async_trait]
+impl IdempotencyKeys for SqliteStore {
     async fn idempotency_get(&self, key: &str) -> StoreResult<Option<IdempotentResponse>> {
         let key = key.to_owned();
         self.read(move |conn| idempotency::get(conn, &key)).await
@@ -368,9 +373,10 @@ impl Store for SqliteStore {
     async fn idempotency_prune(&self, before: Timestamp) -> StoreResult<u64> {
         self.write(move |conn| idempotency::prune(conn, before)).await
     }
+}
 
-    // --- durable channels -------------------------------------------------------------------
-
+#[async_trait]
+impl ChannelLog for SqliteStore {
     async fn append_publications(&self, publications: Vec<NewPublication>) -> StoreResult<Vec<StreamPosition>> {
         if publications.is_empty() {
             return Ok(Vec::new());
@@ -438,7 +444,7 @@ mod idempotency {
     use rusqlite::{Connection, OptionalExtension, params};
 
     use super::rows::DbResultExt;
-    use crate::{IdempotentResponse, StoreResult, Timestamp};
+    use herald_store::{IdempotentResponse, StoreResult, Timestamp};
 
     pub(super) fn get(conn: &Connection, key: &str) -> StoreResult<Option<IdempotentResponse>> {
         conn.prepare_cached("SELECT request_hash, status, body, created_at FROM idempotency_keys WHERE idem_key = ?1")

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::rows::DbResultExt;
 use super::schema_open;
-use crate::{StoreError, StoreResult};
+use herald_store::{StoreError, StoreResult};
 
 pub(crate) struct ReadPool {
     /// One permit per connection in `idle`: holding a permit guarantees one is there to take.

@@ -1,14 +1,16 @@
 //! The webhook queue: fan-out, event id dedupe, claims with leases and the ordering rule,
 //! attempts, resend, recovery and dead letters.
 
+use super::Harness;
 use std::collections::BTreeSet;
 
-use herald_store::{
+use crate::roles::*;
+use crate::{
     AttemptFilter, AttemptStatus, ClaimedDelivery, DeliveryNext, DeliveryStatus, Endpoint, EndpointHealth,
-    EndpointUpdate, Order, PageRequest, SqliteStore, Store, StoreError, TriggerType, now_ms,
+    EndpointUpdate, Order, PageRequest, Store, StoreError, TriggerType, now_ms,
 };
 
-use crate::common::{TestDb, app, attempt, endpoint, endpoint_spec, message};
+use super::common::{app, attempt, endpoint, endpoint_spec, message};
 
 /// A claim time safely after every delivery created so far.
 fn later() -> i64 {
@@ -16,29 +18,28 @@ fn later() -> i64 {
 }
 
 /// An endpoint that takes up to `max_concurrency` deliveries at once (0: no limit).
-async fn unordered_endpoint(store: &SqliteStore, app_id: &str, url: &str, max_concurrency: u32) -> Endpoint {
+async fn unordered_endpoint(store: &impl Store, app_id: &str, url: &str, max_concurrency: u32) -> Endpoint {
     let mut spec = endpoint_spec(url);
     spec.max_concurrency = max_concurrency;
     endpoint(store, app_id, spec).await
 }
 
 /// Record an attempt with `status` and `code` on a claimed delivery.
-async fn record(store: &SqliteStore, delivery_id: i64, status: AttemptStatus, code: u16, next: DeliveryNext) {
+async fn record(store: &impl Store, delivery_id: i64, status: AttemptStatus, code: u16, next: DeliveryNext) {
     store.record_attempt(delivery_id, attempt(status, code), next).await.expect("record");
 }
 
-async fn claim(store: &SqliteStore, now: i64, limit: usize, lease_ms: i64) -> Vec<ClaimedDelivery> {
+async fn claim(store: &impl Store, now: i64, limit: usize, lease_ms: i64) -> Vec<ClaimedDelivery> {
     store.claim_due_deliveries(now, limit, lease_ms).await.expect("claim")
 }
 
-async fn claim_ids(store: &SqliteStore, now: i64, limit: usize, lease_ms: i64) -> Vec<i64> {
+async fn claim_ids(store: &impl Store, now: i64, limit: usize, lease_ms: i64) -> Vec<i64> {
     claim(store, now, limit, lease_ms).await.iter().map(|c| c.delivery.id).collect()
 }
 
-#[tokio::test]
-async fn messages_fan_out_to_matching_enabled_endpoints_only() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn messages_fan_out_to_matching_enabled_endpoints_only<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     let all = endpoint(store, &owner.id, endpoint_spec("https://a.example")).await;
     let mut spec = endpoint_spec("https://typed.example");
@@ -89,10 +90,9 @@ async fn messages_fan_out_to_matching_enabled_endpoints_only() {
     assert_eq!(store.delivery_counts().await.expect("counts").pending, 5);
 }
 
-#[tokio::test]
-async fn an_event_id_is_used_once_per_app() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn an_event_id_is_used_once_per_app<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     endpoint(store, &owner.id, endpoint_spec("https://a.example")).await;
     let mut new = message(&owner.id, "user.created");
@@ -107,10 +107,9 @@ async fn an_event_id_is_used_once_per_app() {
     assert!(matches!(store.create_message(message("app_missing", "x")).await, Err(StoreError::NotFound(_))));
 }
 
-#[tokio::test]
-async fn an_ordered_endpoint_gets_one_delivery_at_a_time_in_message_order() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn an_ordered_endpoint_gets_one_delivery_at_a_time_in_message_order<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     let ordered = endpoint(store, &owner.id, endpoint_spec("https://ordered.example")).await;
     let mut msg_ids = Vec::new();
@@ -140,10 +139,9 @@ async fn an_ordered_endpoint_gets_one_delivery_at_a_time_in_message_order() {
     assert_eq!(third.iter().map(|c| c.message.id.clone()).collect::<Vec<_>>(), vec![msg_ids[2].clone()]);
 }
 
-#[tokio::test]
-async fn an_unordered_endpoint_gets_everything_due_at_once() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn an_unordered_endpoint_gets_everything_due_at_once<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     unordered_endpoint(store, &owner.id, "https://parallel.example", 8).await;
     for _ in 0..5 {
@@ -157,10 +155,9 @@ async fn an_unordered_endpoint_gets_everything_due_at_once() {
     assert_eq!((counts.pending, counts.sending), (0, 5));
 }
 
-#[tokio::test]
-async fn an_expired_lease_makes_a_delivery_claimable_again() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn an_expired_lease_makes_a_delivery_claimable_again<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     endpoint(store, &owner.id, endpoint_spec("https://ordered.example")).await;
     store.create_message(message(&owner.id, "a")).await.expect("create");
@@ -177,10 +174,9 @@ async fn an_expired_lease_makes_a_delivery_claimable_again() {
     assert_eq!(claimed[0].delivery.attempts, 0);
 }
 
-#[tokio::test]
-async fn record_attempt_moves_the_delivery_and_lists_attempts() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn record_attempt_moves_the_delivery_and_lists_attempts<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     let target = unordered_endpoint(store, &owner.id, "https://parallel.example", 0).await;
     let (msg, _) = store.create_message(message(&owner.id, "user.created")).await.expect("create");
@@ -188,7 +184,7 @@ async fn record_attempt_moves_the_delivery_and_lists_attempts() {
     let delivery_id = claim_ids(store, t, 1, 30_000).await[0];
 
     let mut failed = attempt(AttemptStatus::Fail, 503);
-    failed.error_class = Some(herald_store::ErrorClass::Receiver);
+    failed.error_class = Some(crate::ErrorClass::Receiver);
     let recorded = store.record_attempt(delivery_id, failed, DeliveryNext::RetryAt(t + 10_000)).await.expect("record");
     assert!(recorded.id.starts_with("atmpt_"));
     assert_eq!((recorded.msg_id.as_str(), recorded.endpoint_id.as_str()), (msg.id.as_str(), target.id.as_str()));
@@ -216,7 +212,7 @@ async fn record_attempt_moves_the_delivery_and_lists_attempts() {
     assert_eq!(by_endpoint.data.len(), 3);
     assert_eq!(by_endpoint.data[0].response_status_code, 0, "newest first");
     assert_eq!(by_endpoint.data[1].response_status_code, 204);
-    assert_eq!(by_endpoint.data[2].error_class, Some(herald_store::ErrorClass::Receiver));
+    assert_eq!(by_endpoint.data[2].error_class, Some(crate::ErrorClass::Receiver));
     let by_message = store
         .list_attempts(&owner.id, AttemptFilter::Message(msg.id.clone()), PageRequest::first(2, Order::Ascending))
         .await
@@ -241,7 +237,7 @@ async fn record_attempt_moves_the_delivery_and_lists_attempts() {
     assert_eq!((counts.succeeded, counts.pending, counts.sending, counts.failed), (1, 0, 0, 0));
 }
 
-async fn kill(store: &SqliteStore, now: i64) -> Vec<i64> {
+async fn kill(store: &impl Store, now: i64) -> Vec<i64> {
     let ids = claim_ids(store, now, 100, 30_000).await;
     for id in &ids {
         record(store, *id, AttemptStatus::Fail, 500, DeliveryNext::Dead).await;
@@ -249,10 +245,9 @@ async fn kill(store: &SqliteStore, now: i64) -> Vec<i64> {
     ids
 }
 
-#[tokio::test]
-async fn dead_letters_are_listed_and_replayed() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn dead_letters_are_listed_and_replayed<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     let target = unordered_endpoint(store, &owner.id, "https://parallel.example", 10).await;
     let other_app = app(store, None).await;
@@ -293,10 +288,9 @@ async fn dead_letters_are_listed_and_replayed() {
     );
 }
 
-#[tokio::test]
-async fn recover_and_resend_queue_fresh_manual_deliveries() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn recover_and_resend_queue_fresh_manual_deliveries<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     let target = unordered_endpoint(store, &owner.id, "https://parallel.example", 10).await;
     let mut msgs = Vec::new();
@@ -349,10 +343,9 @@ async fn recover_and_resend_queue_fresh_manual_deliveries() {
     assert!(matches!(store.resend(&owner.id, &msgs[0].id, "ep_missing").await, Err(StoreError::NotFound(_))));
 }
 
-#[tokio::test]
-async fn a_resend_to_an_ordered_endpoint_waits_behind_its_queue() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn a_resend_to_an_ordered_endpoint_waits_behind_its_queue<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     let target = endpoint(store, &owner.id, endpoint_spec("https://ordered.example")).await;
     let (first, _) = store.create_message(message(&owner.id, "x")).await.expect("create");
@@ -368,10 +361,9 @@ async fn a_resend_to_an_ordered_endpoint_waits_behind_its_queue() {
     assert_eq!(order, vec![first.id.clone(), second.id, first.id]);
 }
 
-#[tokio::test]
-async fn a_disabled_endpoint_keeps_its_queue_until_enabled() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn a_disabled_endpoint_keeps_its_queue_until_enabled<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     let target = endpoint(store, &owner.id, endpoint_spec("https://flaky.example")).await;
     store.create_message(message(&owner.id, "x")).await.expect("create");

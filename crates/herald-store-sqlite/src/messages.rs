@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::deliveries::{QueueTarget, insert_delivery};
 use super::paging::{KeyKind, Listing, fetch_page, is_descending};
 use super::rows::{DbResultExt, MESSAGE_COLUMNS, json_opt, message_from_row, require_app, resolve_app, to_json_opt};
-use crate::ids::{self, new_id};
-use crate::{Message, MessageFilter, NewMessage, Page, PageRequest, StoreResult, TriggerType, now_ms};
+use herald_store::ids::{self, new_id};
+use herald_store::{Message, MessageFilter, NewMessage, Page, PageRequest, StoreResult, TriggerType, now_ms};
 
 pub(crate) fn create_message(conn: &Connection, new: NewMessage) -> StoreResult<(Message, bool)> {
     let app_id = require_app(conn, &new.app_id)?;

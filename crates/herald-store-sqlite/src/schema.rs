@@ -8,7 +8,7 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::rows::DbResultExt;
-use crate::{StoreError, StoreResult};
+use herald_store::{StoreError, StoreResult};
 
 /// The migrations, oldest first; the schema version is how many have run.
 pub(crate) const MIGRATIONS: &[&str] = &[V1_INITIAL];

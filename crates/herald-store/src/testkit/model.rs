@@ -3,21 +3,22 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use herald_store::{
-    AttemptStatus, DeliveryCounts, DeliveryNext, DeliveryStatus, EndpointUpdate, SqliteStore, Store, now_ms,
-};
+use crate::roles::*;
+use crate::{AttemptStatus, DeliveryCounts, DeliveryNext, DeliveryStatus, EndpointUpdate, Store, now_ms};
 use proptest::prelude::*;
 
-use crate::common::{TestDb, app, attempt, endpoint, endpoint_spec, message, publication};
+use super::Harness;
+use super::common::{app, attempt, endpoint, endpoint_spec, message, publication};
 
-fn runtime() -> tokio::runtime::Runtime {
+/// The runtime a property case runs on.
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
 // --- the delivery queue -----------------------------------------------------------------------
 
 #[derive(Clone, Debug)]
-enum QueueOp {
+pub enum QueueOp {
     /// A message of type `t{kind}`; endpoint `i` takes types `t{i}` and `t2` only when filtered.
     Message {
         kind: u8,
@@ -43,13 +44,13 @@ enum QueueOp {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Outcome {
+pub enum Outcome {
     Succeeded,
     Retry(i16),
     Dead,
 }
 
-fn queue_op() -> impl Strategy<Value = QueueOp> {
+pub fn queue_op() -> impl Strategy<Value = QueueOp> {
     let outcome = prop_oneof![Just(Outcome::Succeeded), (-50i16..3_000).prop_map(Outcome::Retry), Just(Outcome::Dead),];
     prop_oneof![
         4 => (0u8..3).prop_map(|kind| QueueOp::Message { kind }),
@@ -150,13 +151,7 @@ fn update_for(url: &str, ordered: bool, filter: Option<Vec<String>>) -> Endpoint
 
 /// Pull the store's own view of a message's latest deliveries into the model (ids and times
 /// the store chose).
-async fn sync_message(
-    store: &SqliteStore,
-    app_id: &str,
-    msg_id: &str,
-    endpoint_ids: &[String],
-    model: &mut QueueModel,
-) {
+async fn sync_message(store: &impl Store, app_id: &str, msg_id: &str, endpoint_ids: &[String], model: &mut QueueModel) {
     for delivery in store.list_deliveries_for_message(app_id, msg_id).await.expect("deliveries") {
         let endpoint = endpoint_ids.iter().position(|e| *e == delivery.endpoint_id).expect("known endpoint");
         match model.deliveries.iter_mut().find(|d| d.id == delivery.id) {
@@ -173,9 +168,10 @@ async fn sync_message(
     }
 }
 
-async fn run_queue(ops: Vec<QueueOp>, ordered: [bool; 3]) -> Result<(), TestCaseError> {
-    let db = TestDb::new();
-    let store = &db.store;
+/// One case of the delivery-queue model: `ops` against a fresh store and the model.
+pub async fn run_queue<H: Harness>(ops: Vec<QueueOp>, ordered: [bool; 3]) -> Result<(), TestCaseError> {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     let mut endpoint_ids = Vec::new();
     let mut filters = Vec::new();
@@ -278,24 +274,12 @@ async fn run_queue(ops: Vec<QueueOp>, ordered: [bool; 3]) -> Result<(), TestCase
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
-
-    #[test]
-    fn claims_follow_the_ordering_and_lease_rules(
-        ops in proptest::collection::vec(queue_op(), 1..40),
-        ordered in any::<[bool; 3]>(),
-    ) {
-        runtime().block_on(run_queue(ops, ordered))?;
-    }
-}
-
 // --- durable channel streams --------------------------------------------------------------------
 
 const CHANNELS: [&str; 4] = ["a:x", "a:y", "b", "c"];
 
 #[derive(Clone, Debug)]
-enum StreamOp {
+pub enum StreamOp {
     Append { picks: Vec<usize>, step: u8 },
     Remove { channel: usize },
     Prune { namespaced: bool, max_count: usize, max_age: i64, advance: u8 },
@@ -303,7 +287,7 @@ enum StreamOp {
     Position { channel: usize },
 }
 
-fn stream_op() -> impl Strategy<Value = StreamOp> {
+pub fn stream_op() -> impl Strategy<Value = StreamOp> {
     prop_oneof![
         5 => (proptest::collection::vec(0usize..4, 1..6), 0u8..5).prop_map(|(picks, step)| StreamOp::Append { picks, step }),
         1 => (0usize..4).prop_map(|channel| StreamOp::Remove { channel }),
@@ -331,9 +315,10 @@ fn check_epoch(stream: &mut ModelStream, epoch: &str) -> Result<(), TestCaseErro
     Ok(())
 }
 
-async fn run_streams(ops: Vec<StreamOp>) -> Result<(), TestCaseError> {
-    let db = TestDb::new();
-    let store = &db.store;
+/// One case of the durable-stream model: `ops` against a fresh store and the model.
+pub async fn run_streams<H: Harness>(ops: Vec<StreamOp>) -> Result<(), TestCaseError> {
+    let db = H::open().await;
+    let store = db.store();
     let mut model: HashMap<&str, ModelStream> = CHANNELS.iter().map(|c| (*c, ModelStream::default())).collect();
     let mut clock = 1_000i64;
     let mut counter = 0u64;
@@ -414,13 +399,4 @@ async fn run_streams(ops: Vec<StreamOp>) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
-
-    #[test]
-    fn streams_and_retention_match_the_model(ops in proptest::collection::vec(stream_op(), 1..40)) {
-        runtime().block_on(run_streams(ops))?;
-    }
 }

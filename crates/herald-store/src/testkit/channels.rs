@@ -1,16 +1,17 @@
 //! Durable channel streams: offsets, positions, history, retention, concurrency and restarts.
 
+use super::Harness;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use herald_store::{NewApp, SqliteStore, Store, StoreError, now_ms};
+use crate::roles::*;
+use crate::{NewApp, StoreError, now_ms};
 
-use crate::common::{TestDb, publication};
+use super::common::publication;
 
-#[tokio::test]
-async fn appends_number_each_channel_from_one() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn appends_number_each_channel_from_one<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let positions = store
         .append_publications(vec![
             publication("a", "a1", 1),
@@ -32,10 +33,9 @@ async fn appends_number_each_channel_from_one() {
     assert!(store.append_publications(Vec::new()).await.expect("empty append").is_empty());
 }
 
-#[tokio::test]
-async fn an_unknown_channel_gets_a_stable_epoch() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn an_unknown_channel_gets_a_stable_epoch<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let position = store.channel_position("fresh").await.expect("position");
     assert_eq!(position.offset, 0);
     assert!(!position.epoch.is_empty());
@@ -49,10 +49,9 @@ async fn an_unknown_channel_gets_a_stable_epoch() {
     assert_eq!(appended[0].offset, 1);
 }
 
-#[tokio::test]
-async fn history_reads_forward_backward_and_since() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn history_reads_forward_backward_and_since<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let mut tags = BTreeMap::new();
     tags.insert("k".to_owned(), "v".to_owned());
     let mut batch: Vec<_> = (1..=10).map(|i| publication("h", &format!("p{i}"), 100 + i)).collect();
@@ -60,7 +59,7 @@ async fn history_reads_forward_backward_and_since() {
     batch[0].info = Some(bytes::Bytes::from_static(b"\x0a\x03bob"));
     store.append_publications(batch).await.expect("append");
 
-    let offsets = |pubs: &[herald_store::StoredPublication]| pubs.iter().map(|p| p.offset).collect::<Vec<_>>();
+    let offsets = |pubs: &[crate::StoredPublication]| pubs.iter().map(|p| p.offset).collect::<Vec<_>>();
     let (all, position) = store.channel_history("h", None, 100, false).await.expect("history");
     assert_eq!(offsets(&all), (1..=10).collect::<Vec<_>>());
     assert_eq!(position.offset, 10);
@@ -82,10 +81,9 @@ async fn history_reads_forward_backward_and_since() {
     assert!(past_top.is_empty());
 }
 
-#[tokio::test]
-async fn removing_history_keeps_the_position() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn removing_history_keeps_the_position<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let first =
         store.append_publications(vec![publication("r", "1", 1), publication("r", "2", 1)]).await.expect("append");
     store.channel_history_remove("r").await.expect("remove");
@@ -97,17 +95,16 @@ async fn removing_history_keeps_the_position() {
     assert_eq!((next[0].offset, next[0].epoch.as_str()), (3, first[0].epoch.as_str()));
 }
 
-#[tokio::test]
-async fn retention_by_count_age_and_namespace() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn retention_by_count_age_and_namespace<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let now = now_ms();
     for channel in ["chat:room1", "chat:room2", "news:today", "plain", "other"] {
         // Offsets 1..=10, created 10 s .. 1 s ago.
         let batch = (1..=10).map(|i| publication(channel, "x", now - (11 - i) * 1_000)).collect();
         store.append_publications(batch).await.expect("append");
     }
-    let kept = |store: SqliteStore, channel: &'static str| async move {
+    let kept = |store: H::Store, channel: &'static str| async move {
         let (history, _) = store.channel_history(channel, None, 100, false).await.expect("history");
         history.iter().map(|p| p.offset).collect::<Vec<_>>()
     };
@@ -132,10 +129,9 @@ async fn retention_by_count_age_and_namespace() {
     assert_eq!(store.channel_position("news:today").await.expect("position").offset, 10);
 }
 
-#[tokio::test]
-async fn retention_walks_many_channels_in_chunks() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn retention_walks_many_channels_in_chunks<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     // More channels than one prune job takes, so the cursor is exercised.
     let batch: Vec<_> = (0..700)
         .flat_map(|i| [publication(&format!("ns:{i:04}"), "x", 1), publication(&format!("ns:{i:04}"), "y", 1)])
@@ -147,12 +143,11 @@ async fn retention_walks_many_channels_in_chunks() {
     assert_eq!(left.len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_appends_get_contiguous_offsets() {
+pub async fn concurrent_appends_get_contiguous_offsets<H: Harness>() {
     const TASKS: usize = 50;
     const APPENDS: usize = 200;
-    let db = TestDb::new();
-    let store = Arc::new(db.store.clone());
+    let db = H::open().await;
+    let store = Arc::new(db.store().clone());
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..TASKS {
         let store = store.clone();
@@ -198,31 +193,29 @@ async fn concurrent_appends_get_contiguous_offsets() {
     }
 }
 
-#[tokio::test]
-async fn reopening_keeps_streams_and_epochs() {
-    let mut db = TestDb::new();
+pub async fn reopening_keeps_streams_and_epochs<H: Harness>() {
+    let mut db = H::open().await;
     let before = db
-        .store
+        .store()
         .append_publications(vec![publication("durable", "1", 1), publication("durable", "2", 2)])
         .await
         .expect("append");
-    let empty = db.store.channel_position("empty").await.expect("position");
-    db.reopen();
-    assert_eq!(db.store.channel_position("durable").await.expect("position"), before[1]);
-    assert_eq!(db.store.channel_position("empty").await.expect("position"), empty);
-    let (history, _) = db.store.channel_history("durable", None, 10, false).await.expect("history");
+    let empty = db.store().channel_position("empty").await.expect("position");
+    db.reopen().await;
+    assert_eq!(db.store().channel_position("durable").await.expect("position"), before[1]);
+    assert_eq!(db.store().channel_position("empty").await.expect("position"), empty);
+    let (history, _) = db.store().channel_history("durable", None, 10, false).await.expect("history");
     assert_eq!(
         history.iter().map(|p| (p.offset, p.data.clone())).collect::<Vec<_>>(),
         vec![(1, bytes::Bytes::from_static(b"1")), (2, bytes::Bytes::from_static(b"2"))]
     );
-    let next = db.store.append_publications(vec![publication("durable", "3", 3)]).await.expect("append");
+    let next = db.store().append_publications(vec![publication("durable", "3", 3)]).await.expect("append");
     assert_eq!((next[0].offset, next[0].epoch.clone()), (3, before[0].epoch.clone()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_write_in_a_batch_fails_alone() {
-    let db = TestDb::new();
-    let store = Arc::new(db.store.clone());
+pub async fn a_failing_write_in_a_batch_fails_alone<H: Harness>() {
+    let db = H::open().await;
+    let store = Arc::new(db.store().clone());
     // Many concurrent creations land in shared group commits; two of them want the same uid.
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..40 {
@@ -239,7 +232,6 @@ async fn a_failing_write_in_a_batch_fails_alone() {
         }
     }
     assert_eq!((ok, conflicts), (39, 1));
-    let listed =
-        store.list_apps(herald_store::PageRequest::first(100, herald_store::Order::Ascending)).await.expect("list");
+    let listed = store.list_apps(crate::PageRequest::first(100, crate::Order::Ascending)).await.expect("list");
     assert_eq!(listed.data.len(), 39);
 }

@@ -18,7 +18,7 @@ use std::collections::hash_map::Entry;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::{DbResultExt, json_opt, to_i64, to_json, to_u64};
-use crate::{NewPublication, StoreResult, StoredPublication, StreamPosition, Timestamp};
+use herald_store::{NewPublication, StoreResult, StoredPublication, StreamPosition, Timestamp};
 
 /// A channel's stream row.
 struct ChannelMeta {

@@ -1,20 +1,21 @@
 //! Round trips of the configuration side: apps, event types, endpoints, idempotency keys,
 //! messages and pagination; migrations and error mapping.
 
+use super::Harness;
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
-use herald_store::{
-    EndpointHealth, EndpointUpdate, IdempotentResponse, MessageFilter, NewApp, NewEventType, Order, PageRequest, Store,
+use crate::roles::*;
+use crate::{
+    EndpointHealth, EndpointUpdate, IdempotentResponse, MessageFilter, NewApp, NewEventType, Order, PageRequest,
     StoreError, now_ms,
 };
+use bytes::Bytes;
 
-use crate::common::{TestDb, app, endpoint, endpoint_spec, message};
+use super::common::{app, endpoint, endpoint_spec, message};
 
-#[tokio::test]
-async fn apps_round_trip_by_id_and_uid() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn apps_round_trip_by_id_and_uid<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let mut metadata = BTreeMap::new();
     metadata.insert("team".to_owned(), "payments".to_owned());
     let created = store
@@ -45,10 +46,9 @@ async fn apps_round_trip_by_id_and_uid() {
     assert!(matches!(store.update_app(&created.id, NewApp::default()).await, Err(StoreError::NotFound(_))));
 }
 
-#[tokio::test]
-async fn deleting_an_app_removes_everything_under_it() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn deleting_an_app_removes_everything_under_it<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let doomed = app(store, None).await;
     let kept = app(store, None).await;
     for owner in [&doomed, &kept] {
@@ -64,10 +64,9 @@ async fn deleting_an_app_removes_everything_under_it() {
     assert_eq!(store.list_messages(&kept.id, page, MessageFilter::default()).await.expect("list").data.len(), 1);
 }
 
-#[tokio::test]
-async fn pagination_walks_forward_backward_and_reports_done() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn pagination_walks_forward_backward_and_reports_done<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let mut ids = Vec::new();
     for _ in 0..7 {
         ids.push(app(store, None).await.id);
@@ -118,10 +117,9 @@ async fn pagination_walks_forward_backward_and_reports_done() {
     assert!(older.done);
 }
 
-#[tokio::test]
-async fn event_types_archive_and_expunge() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn event_types_archive_and_expunge<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     for name in ["invoice.paid", "user.created", "user.deleted"] {
         store
             .create_event_type(NewEventType {
@@ -177,10 +175,9 @@ async fn event_types_archive_and_expunge() {
     assert!(matches!(store.delete_event_type("user.deleted", true).await, Err(StoreError::NotFound(_))));
 }
 
-#[tokio::test]
-async fn endpoints_round_trip_update_rotate_and_health() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn endpoints_round_trip_update_rotate_and_health<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, Some("owner")).await;
     let mut spec = endpoint_spec("https://example.com/hook");
     spec.uid = Some("main".to_owned());
@@ -252,10 +249,9 @@ async fn endpoints_round_trip_update_rotate_and_health() {
     assert_eq!(store.get_endpoint(&owner.id, &created.id).await.expect("get"), None);
 }
 
-#[tokio::test]
-async fn idempotency_keys_first_writer_wins_and_prune() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn idempotency_keys_first_writer_wins_and_prune<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let first = IdempotentResponse {
         request_hash: "h1".to_owned(),
         status: 201,
@@ -278,10 +274,9 @@ async fn idempotency_keys_first_writer_wins_and_prune() {
     assert_eq!(store.idempotency_get("k2").await.expect("get"), Some(second));
 }
 
-#[tokio::test]
-async fn messages_by_event_id_and_filtered_listing() {
-    let db = TestDb::new();
-    let store = &db.store;
+pub async fn messages_by_event_id_and_filtered_listing<H: Harness>() {
+    let db = H::open().await;
+    let store = db.store();
     let owner = app(store, None).await;
     let mut first = message(&owner.id, "user.created");
     first.event_id = Some("evt-1".to_owned());
@@ -314,25 +309,4 @@ async fn messages_by_event_id_and_filtered_listing() {
     assert!(store.list_messages(&owner.id, page.clone(), none).await.expect("list").data.is_empty());
     let after = MessageFilter { after: Some(created.created_at - 1), ..Default::default() };
     assert_eq!(store.list_messages(&owner.id, page, after).await.expect("list").data.len(), 3);
-}
-
-#[tokio::test]
-async fn migrate_reports_the_version_and_reopening_keeps_data() {
-    let mut db = TestDb::new();
-    let owner = app(&db.store, Some("keep")).await;
-    assert_eq!(herald_store::sqlite::migrate(&db.config.path).expect("migrate"), 1);
-    db.reopen();
-    assert_eq!(db.store.get_app("keep").await.expect("get").map(|a| a.id), Some(owner.id));
-    db.store.health().await.expect("healthy");
-}
-
-#[tokio::test]
-async fn a_database_from_a_newer_herald_is_refused() {
-    let db = TestDb::new();
-    {
-        let conn = rusqlite::Connection::open(&db.config.path).expect("open raw");
-        conn.execute("UPDATE schema_version SET version = version + 1", []).expect("bump");
-    }
-    let error = herald_store::SqliteStore::open(&db.config).err().expect("refused");
-    assert!(error.to_string().contains("newer"), "{error}");
 }

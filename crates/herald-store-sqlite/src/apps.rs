@@ -11,8 +11,8 @@ use super::rows::{
     APP_COLUMNS, DbResultExt, ENDPOINT_COLUMNS, EVENT_TYPE_COLUMNS, app_from_row, endpoint_from_row,
     event_type_from_row, json_col, require_app, require_endpoint, resolve_app, resolve_endpoint, to_json, to_json_opt,
 };
-use crate::ids::{self, new_id};
-use crate::{
+use herald_store::ids::{self, new_id};
+use herald_store::{
     App, Endpoint, EndpointHealth, EndpointUpdate, EventType, NewApp, NewEndpoint, NewEventType, Page, PageRequest,
     PreviousSecret, StoreError, StoreResult, Timestamp, now_ms,
 };

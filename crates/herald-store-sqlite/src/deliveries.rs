@@ -35,8 +35,8 @@ use super::rows::{
     ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DbResultExt, attempt_from_row, delivery_from_row, error_class_text, require_app,
     require_endpoint, require_message, to_i64, to_u64,
 };
-use crate::ids::{self, new_id};
-use crate::{
+use herald_store::ids::{self, new_id};
+use herald_store::{
     Attempt, AttemptFilter, ClaimedDelivery, Delivery, DeliveryCounts, DeliveryNext, DeliveryStatus, Endpoint, Message,
     NewAttempt, Page, PageRequest, StoreError, StoreResult, Timestamp, TriggerType, now_ms,
 };

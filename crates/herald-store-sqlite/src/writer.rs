@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::channels::append_run;
 use super::rows::DbResultExt;
-use crate::{NewPublication, StoreError, StoreResult, StreamPosition, now_ms};
+use herald_store::{NewPublication, StoreError, StoreResult, StreamPosition, now_ms};
 
 /// What the writer thread is asked to do.
 pub(crate) enum Request {

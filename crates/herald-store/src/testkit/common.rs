@@ -1,43 +1,14 @@
-//! Helpers shared by the store tests: a fresh database per test and builders for the inputs.
+//! Builders for the inputs of the store tests.
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
-use herald_store::{
-    App, AttemptStatus, Endpoint, NewApp, NewAttempt, NewEndpoint, NewMessage, NewPublication, SqliteConfig,
-    SqliteStore, Store, TriggerType, now_ms,
+use crate::{
+    App, AttemptStatus, Endpoint, NewApp, NewAttempt, NewEndpoint, NewMessage, NewPublication, Store, TriggerType,
+    now_ms,
 };
-use tempfile::TempDir;
+use bytes::Bytes;
 
-/// A store on a fresh database; the directory goes when this is dropped.
-pub struct TestDb {
-    pub store: SqliteStore,
-    pub config: SqliteConfig,
-    /// Kept for its lifetime: the directory is removed when it drops.
-    _dir: TempDir,
-}
-
-impl TestDb {
-    pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // A nested path, so `open` has to create the directory.
-        let config = SqliteConfig {
-            path: dir.path().join("data").join("herald.db"),
-            max_batch: 256,
-            queue_capacity: 1024,
-            read_connections: 2,
-        };
-        let store = SqliteStore::open(&config).expect("open store");
-        Self { store, config, _dir: dir }
-    }
-
-    /// Close the store and open the same database again.
-    pub fn reopen(&mut self) {
-        self.store = SqliteStore::open(&self.config).expect("reopen store");
-    }
-}
-
-pub async fn app(store: &SqliteStore, uid: Option<&str>) -> App {
+pub async fn app(store: &impl Store, uid: Option<&str>) -> App {
     store
         .create_app(NewApp { uid: uid.map(str::to_owned), name: "Test app".to_owned(), ..NewApp::default() })
         .await
@@ -61,7 +32,7 @@ pub fn endpoint_spec(url: &str) -> NewEndpoint {
     }
 }
 
-pub async fn endpoint(store: &SqliteStore, app_id: &str, spec: NewEndpoint) -> Endpoint {
+pub async fn endpoint(store: &impl Store, app_id: &str, spec: NewEndpoint) -> Endpoint {
     store.create_endpoint(app_id, spec).await.expect("create endpoint")
 }
 

@@ -1,7 +1,7 @@
 //! Durable append throughput of the SQLite store: many publisher tasks appending to durable
 //! channels at once, each append acknowledged only once committed (fsync'd).
 //!
-//! `cargo run --release --example append_bench -p herald-store -- [--tasks 64] [--inflight 16]
+//! `cargo run --release --example append_bench -p herald-store-sqlite -- [--tasks 64] [--inflight 16]
 //! [--per-call 1] [--channels 64] [--seconds 5] [--dir PATH]`
 //!
 //! `--inflight` is how many appends each publisher task keeps outstanding (like a server task
@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use herald_store::{NewPublication, SqliteConfig, SqliteStore, Store, now_ms};
+use herald_store::roles::*;
+use herald_store::{NewPublication, now_ms};
+use herald_store_sqlite::{SqliteConfig, SqliteStore};
 
 struct Args {
     tasks: usize,

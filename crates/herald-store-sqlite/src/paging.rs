@@ -10,7 +10,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Row, params_from_iter};
 
 use super::rows::DbResultExt;
-use crate::{Order, Page, PageRequest, StoreError, StoreResult};
+use herald_store::{Order, Page, PageRequest, StoreError, StoreResult};
 
 /// Largest page served, whatever is asked.
 pub(crate) const MAX_PAGE: usize = 1000;

@@ -6,7 +6,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{
+use herald_store::{
     App, Attempt, AttemptStatus, Delivery, DeliveryStatus, Endpoint, ErrorClass, EventType, Message, StoreError,
     StoreResult, TriggerType,
 };
