@@ -10,6 +10,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod args;
 pub mod centrifugo;
 pub mod cli;
 pub mod http;

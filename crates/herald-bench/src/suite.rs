@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::cli::{ConnArgs, FanoutArgs, IdleArgs, Rate, SourceIps};
+use crate::args::{ConnArgs, FanoutArgs, IdleArgs, Rate, SourceIps};
 use crate::proto::{Codec, Kind};
 use crate::report::say;
 use crate::scenario::{api, coldstart, fanout, idle, webhook, wrk};

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use herald_bench::cli::{ConnArgs, FanoutArgs, Rate};
+use herald_bench::args::{ConnArgs, FanoutArgs, Rate};
 use herald_bench::proto::Kind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -71,7 +71,7 @@ fn args(ws_url: &str, pub_url: &str) -> FanoutArgs {
     let mut conn = ConnArgs::new(ws_url);
     conn.kind = Kind::RawWs;
     conn.publish_url = pub_url.to_string();
-    conn.source_ips = herald_bench::cli::SourceIps::Count(0);
+    conn.source_ips = herald_bench::args::SourceIps::Count(0);
     let mut a = FanoutArgs::new(conn, "http://unused", "", 20, Rate::PerSec(50.0), Duration::from_secs(1));
     a.drain_idle = Duration::from_millis(300);
     a

@@ -65,6 +65,18 @@ pub struct ServerConfig {
     pub listen_backlog: u32,
 }
 
+impl ServerConfig {
+    /// The URL a client on this machine reaches the listener at (`scheme://addr`), with an
+    /// unspecified listen address (`0.0.0.0`, `::`) replaced by 127.0.0.1.
+    pub fn local_url(&self, scheme: &str) -> String {
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("{scheme}://{addr}")
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -653,6 +665,14 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn local_url_reaches_an_unspecified_listen_address_on_loopback() {
+        let mut server = ServerConfig { listen: "0.0.0.0:8000".parse().expect("addr"), ..ServerConfig::default() };
+        assert_eq!(server.local_url("http"), "http://127.0.0.1:8000");
+        server.listen = "10.1.2.3:9000".parse().expect("addr");
+        assert_eq!(server.local_url("ws"), "ws://10.1.2.3:9000");
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //!
 //! The transport (WebSocket today) feeds it decoded frames and control requests and writes out
 //! whatever lands in the connection's [`Outbox`]. The session owns the connection's
-//! subscription state; the hub only holds a handle ([`ConnShared`]) for fan-out.
+//! subscription state; the hub only holds a handle (`conn::ConnShared`) for fan-out.
 //!
 //! Errors come in two sizes, as in Centrifugo: a command error is a reply with an error code and
 //! the connection goes on; a protocol violation (bad token, malformed frame, command before
 //! connect) ends the connection with a disconnect code that tells the SDK whether to reconnect.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,52 +25,16 @@ use herald_protocol::{
     SubscribeResult, Unsubscribe, UnsubscribeRequest, UnsubscribeResult,
 };
 
+use crate::conn::ConnShared;
 use crate::disconnect::Disconnect;
 use crate::history::Position;
 use crate::hub::{PublishSpec, SubscribeError, SubscribeOutcome, SubscribeSpec};
 use crate::node::{ChannelError, HistoryError};
-use crate::outbox::{Control, Outbox, OutboxLimits};
+use crate::outbox::{Control, OutboxLimits};
 use crate::state::AppState;
 
 /// The server version reported to clients.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// The part of a connection the hub and the server API hold.
-pub struct ConnShared {
-    pub id: Arc<str>,
-    pub protocol: Protocol,
-    pub outbox: Outbox,
-    identity: OnceLock<Identity>,
-}
-
-struct Identity {
-    user: Arc<str>,
-    conn_info: Bytes,
-}
-
-impl ConnShared {
-    pub fn new(protocol: Protocol, limits: OutboxLimits) -> Self {
-        Self {
-            id: Arc::from(uuid::Uuid::new_v4().to_string()),
-            protocol,
-            outbox: Outbox::new(limits),
-            identity: OnceLock::new(),
-        }
-    }
-
-    /// The authenticated user; empty for anonymous or not yet connected clients.
-    pub fn user(&self) -> &str {
-        self.identity.get().map(|i| &*i.user).unwrap_or("")
-    }
-
-    pub fn user_arc(&self) -> Arc<str> {
-        self.identity.get().map(|i| i.user.clone()).unwrap_or_else(|| Arc::from(""))
-    }
-
-    pub fn conn_info(&self) -> Bytes {
-        self.identity.get().map(|i| i.conn_info.clone()).unwrap_or_default()
-    }
-}
 
 struct SubState {
     /// Unix seconds when the subscription expires unless refreshed.
@@ -255,7 +219,7 @@ impl Session {
         }
         let conn_info = grant.info.map(Bytes::from).unwrap_or_default();
         let user: Arc<str> = Arc::from(grant.user.as_str());
-        if self.shared.identity.set(Identity { user: user.clone(), conn_info }).is_err() {
+        if !self.shared.set_identity(user.clone(), conn_info) {
             return Err(CommandError::Disconnect(Disconnect::BAD_REQUEST));
         }
         self.connected = true;

@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -20,7 +19,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::state::AppState;
+use crate::respond::json_error;
+use crate::state::{AppState, ConnectionSlot};
 
 pub fn router(app: Arc<AppState>) -> Router {
     let management = crate::webhooks::management_router(&app);
@@ -36,12 +36,6 @@ pub fn router(app: Arc<AppState>) -> Router {
         None => router,
     };
     router.fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
-}
-
-/// A JSON error body for transport-level failures.
-pub fn json_error(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": { "code": status.as_u16(), "message": message } })))
-        .into_response()
 }
 
 async fn healthz() -> Response {
@@ -79,27 +73,6 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.prometheus.render())
         .into_response()
-}
-
-/// Counts open TCP connections; dropping it releases the slot.
-pub struct ConnectionSlot(Arc<AtomicUsize>);
-
-impl ConnectionSlot {
-    /// Take a slot unless `max` are taken.
-    pub fn acquire(counter: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
-        let previous = counter.fetch_add(1, Ordering::AcqRel);
-        if previous >= max {
-            counter.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Self(counter.clone()))
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Accept connections until shutdown, serving each on the tracker.

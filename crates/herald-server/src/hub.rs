@@ -29,7 +29,7 @@ use herald_protocol::filter::TagsFilter;
 use herald_protocol::{ClientInfo, Join, Leave, Protocol, Publication, Push, Reply};
 use parking_lot::{Mutex, RwLock};
 
-use crate::client::ConnShared;
+use crate::conn::ConnShared;
 use crate::history::{Position, Stream, Unrecoverable};
 use crate::metrics::Metrics;
 

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod client;
+pub mod conn;
 pub mod disconnect;
 pub mod durable;
 pub mod history;
@@ -13,6 +14,7 @@ pub mod hub;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
+pub mod respond;
 pub mod server_api;
 pub mod state;
 pub mod webhooks;

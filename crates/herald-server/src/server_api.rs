@@ -18,7 +18,7 @@ use herald_protocol::{ClientInfo, Publication};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use crate::client::ConnShared;
+use crate::conn::ConnShared;
 use crate::disconnect::Disconnect;
 use crate::history::Position;
 use crate::hub::PublishSpec;
@@ -440,7 +440,7 @@ async fn broadcast(app: &Arc<AppState>, params: BroadcastParams) -> Result<Broad
 }
 
 /// Which connections a user-targeted call applies to.
-fn target_connections(app: &AppState, user: &str, client: Option<&str>) -> Vec<Arc<crate::client::ConnShared>> {
+fn target_connections(app: &AppState, user: &str, client: Option<&str>) -> Vec<Arc<crate::conn::ConnShared>> {
     match client.filter(|c| !c.is_empty()) {
         Some(client) => app.hub.client(client).into_iter().filter(|c| user.is_empty() || c.user() == user).collect(),
         None => app.hub.user_connections(user),

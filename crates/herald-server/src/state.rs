@@ -73,3 +73,24 @@ impl AppState {
         self.draining.store(true, Ordering::Relaxed);
     }
 }
+
+/// Counts open TCP connections; dropping it releases the slot.
+pub struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    /// Take a slot unless `max` are taken.
+    pub fn acquire(counter: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        let previous = counter.fetch_add(1, Ordering::AcqRel);
+        if previous >= max {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(counter.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

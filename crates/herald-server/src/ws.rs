@@ -28,13 +28,13 @@ type Socket = WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
 
 pub async fn handler(State(app): State<Arc<AppState>>, mut request: Request) -> Response {
     if app.is_draining() {
-        return crate::http::json_error(http::StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        return crate::respond::json_error(http::StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     let mut headers = match websocket::upgrade_response(request.method(), request.headers()) {
         Ok(headers) => headers,
         Err(error) => {
             crate::metrics::bad_input("websocket_handshake");
-            return crate::http::json_error(error.status(), &error.to_string());
+            return crate::respond::json_error(error.status(), &error.to_string());
         }
     };
     let wants_protobuf = request
@@ -91,7 +91,7 @@ impl Timers {
 
 async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
     // The HTTP connection's slot was released when it handed the socket over; hold one here.
-    let _slot = crate::http::ConnectionSlot::acquire(&app.open_connections, usize::MAX);
+    let _slot = crate::state::ConnectionSlot::acquire(&app.open_connections, usize::MAX);
     let app_for_metrics = app.clone();
     let metrics = app_for_metrics.hub.metrics();
     metrics.connections.increment(1.0);
@@ -245,7 +245,7 @@ fn ping_message(protocol: Protocol) -> bytes::Bytes {
 
 /// Resolves when the outbox closes because the client is slow; never for other closes, which
 /// let queued data go out first.
-async fn slow_close(shared: &crate::client::ConnShared) -> Disconnect {
+async fn slow_close(shared: &crate::conn::ConnShared) -> Disconnect {
     let disconnect = shared.outbox.closed().await;
     if disconnect == Disconnect::SLOW {
         return disconnect;

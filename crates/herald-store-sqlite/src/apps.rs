@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::deliveries::refresh_endpoint_queue;
 use super::paging::{KeyKind, Listing, fetch_page, is_descending};
 use super::rows::{
-    APP_COLUMNS, DbResultExt, ENDPOINT_COLUMNS, EVENT_TYPE_COLUMNS, app_from_row, endpoint_from_row,
+    APP_COLUMNS, DbResultExt, ENDPOINT_COLUMNS, EVENT_TYPE_COLUMNS, app_from_row, endpoint_by_id, endpoint_from_row,
     event_type_from_row, json_col, require_app, require_endpoint, resolve_app, resolve_endpoint, to_json, to_json_opt,
 };
 use herald_store::ids::{self, new_id};
@@ -213,15 +213,6 @@ pub(crate) fn create_endpoint(conn: &Connection, app_id_or_uid: &str, new: NewEn
     ])
     .db()?;
     Ok(endpoint)
-}
-
-/// An endpoint by id (no app check): for the delivery paths, which know the id.
-pub(crate) fn endpoint_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Endpoint>> {
-    conn.prepare_cached(&format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?1"))
-        .db()?
-        .query_row(params![id], endpoint_from_row)
-        .optional()
-        .db()
 }
 
 pub(crate) fn get_endpoint(conn: &Connection, app_id_or_uid: &str, id_or_uid: &str) -> StoreResult<Option<Endpoint>> {

@@ -28,12 +28,10 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::apps::endpoint_by_id;
-use super::messages::message_by_id;
 use super::paging::{KeyKind, Listing, fetch_page};
 use super::rows::{
-    ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DbResultExt, attempt_from_row, delivery_from_row, error_class_text, require_app,
-    require_endpoint, require_message, to_i64, to_u64,
+    ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DbResultExt, attempt_from_row, delivery_from_row, endpoint_by_id,
+    error_class_text, message_by_id, require_app, require_endpoint, require_message, to_i64, to_u64,
 };
 use herald_store::ids::{self, new_id};
 use herald_store::{

@@ -90,15 +90,6 @@ fn message_by_event_id(conn: &Connection, app_id: &str, event_id: &str) -> Store
         .db()
 }
 
-/// A message by id (no app check): for the delivery paths.
-pub(crate) fn message_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Message>> {
-    conn.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))
-        .db()?
-        .query_row(params![id], message_from_row)
-        .optional()
-        .db()
-}
-
 pub(crate) fn get_message(
     conn: &Connection,
     app_id_or_uid: &str,

@@ -287,3 +287,21 @@ pub(crate) fn require_message(conn: &Connection, app_id: &str, id_or_event_id: &
     resolve_message(conn, app_id, id_or_event_id)?
         .ok_or_else(|| StoreError::NotFound(format!("message {id_or_event_id}")))
 }
+
+/// An endpoint by id (no app check): for the delivery paths, which know the id.
+pub(crate) fn endpoint_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Endpoint>> {
+    conn.prepare_cached(&format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?1"))
+        .db()?
+        .query_row(params![id], endpoint_from_row)
+        .optional()
+        .db()
+}
+
+/// A message by id (no app check): for the delivery paths.
+pub(crate) fn message_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Message>> {
+    conn.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))
+        .db()?
+        .query_row(params![id], message_from_row)
+        .optional()
+        .db()
+}

@@ -329,14 +329,6 @@ fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn base_url(config: &Config, scheme: &str) -> String {
-    let mut addr = config.server.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    format!("{scheme}://{addr}")
-}
-
 async fn publish(
     config: &Config,
     channel: String,
@@ -345,7 +337,7 @@ async fn publish(
     api_key: Option<String>,
 ) -> anyhow::Result<()> {
     let data: serde_json::Value = serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data));
-    let url = url.unwrap_or_else(|| base_url(config, "http"));
+    let url = url.unwrap_or_else(|| config.server.local_url("http"));
     let key = api_key.or_else(|| config.api.key.as_ref().map(|k| k.expose_secret().to_owned())).unwrap_or_default();
     let response = reqwest::Client::new()
         .post(format!("{}/api/publish", url.trim_end_matches('/')))
@@ -372,7 +364,7 @@ async fn sub(
     user: String,
     count: Option<u64>,
 ) -> anyhow::Result<()> {
-    let url = url.unwrap_or_else(|| format!("{}/connection/websocket", base_url(config, "ws")));
+    let url = url.unwrap_or_else(|| format!("{}/connection/websocket", config.server.local_url("ws")));
     let token = match token {
         Some(token) => token,
         None if config.client.token.hmac_secret.is_some() => mint(config, user, Vec::new(), None, None, None)?,

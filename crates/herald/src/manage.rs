@@ -72,8 +72,7 @@ pub struct Manage {
 
 impl Manage {
     pub fn new(config: &Config, url: Option<String>, token: Option<String>) -> anyhow::Result<Self> {
-        let base =
-            format!("{}/api/v1", url.unwrap_or_else(|| crate::cli::base_url(config, "http")).trim_end_matches('/'));
+        let base = format!("{}/api/v1", url.unwrap_or_else(|| config.server.local_url("http")).trim_end_matches('/'));
         let token = match token {
             Some(token) => token,
             None => match (&config.management.jwt_secret, &config.management.token) {

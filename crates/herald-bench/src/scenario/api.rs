@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::fanout::PublishBody;
-use crate::cli::ConnArgs;
+use crate::args::ConnArgs;
 use crate::http::ApiClient;
 use crate::metrics::Latency;
 use crate::procfs::{self, Snapshot};

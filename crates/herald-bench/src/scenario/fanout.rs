@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, watch};
 use super::{
     DialCounters, DialPlan, FrameHandler, check_fd_budget, dial_many, resolve_source_ips, spawn_groups, unsupported,
 };
+use crate::args::{FanoutArgs, Rate};
 use crate::centrifugo::{self, Session, Target};
-use crate::cli::{FanoutArgs, Rate};
 use crate::http::ApiClient;
 use crate::metrics::Latency;
 use crate::procfs::{self, Snapshot};

@@ -17,8 +17,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
 use super::{DialCounters, DialPlan, IdleHandler, check_fd_budget, dial_many, resolve_source_ips, spawn_groups};
+use crate::args::{IdleArgs, SourceIps};
 use crate::centrifugo::{Session, Target};
-use crate::cli::{IdleArgs, SourceIps};
 use crate::procfs::{self, Snapshot};
 use crate::report::{ErrorSample, Progress, say};
 use crate::util::{human_bytes, round, split_even};

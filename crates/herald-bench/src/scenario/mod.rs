@@ -20,8 +20,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::args::SourceIps;
 use crate::centrifugo::{self, Session, Target, Ws};
-use crate::cli::SourceIps;
 use crate::proto::Proto;
 use crate::report::ErrorSample;
 

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::api::usage_json;
 use super::fanout::{PublishBody, Schedule, pacer};
-use crate::cli::Rate;
+use crate::args::Rate;
 use crate::http::{ApiBase, ApiClient, Response};
 use crate::metrics::Latency;
 use crate::procfs::Snapshot;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::api::usage_json;
 use super::fanout::PublishBody;
-use crate::cli::ConnArgs;
+use crate::args::ConnArgs;
 use crate::procfs::Snapshot;
 use crate::report::say;
 use crate::util::{parse_duration, round, unix_nanos};
