@@ -159,10 +159,10 @@ impl Session {
             return ("publish", self.publish(req).await);
         }
         if let Some(req) = command.presence {
-            return ("presence", self.presence(req));
+            return ("presence", self.presence(req).await);
         }
         if let Some(req) = command.presence_stats {
-            return ("presence_stats", self.presence_stats(req));
+            return ("presence_stats", self.presence_stats(req).await);
         }
         if let Some(req) = command.history {
             return ("history", self.history(req).await);
@@ -476,7 +476,7 @@ impl Session {
         };
         // On a durable channel, answered only once stored.
         if let Err(error) = crate::node::publish(&self.app, publish).await {
-            tracing::warn!(channel = %req.channel, %error, "Durable publish failed.");
+            tracing::warn!(channel = %req.channel, %error, "Publish failed.");
             return Err(codes::ERROR_INTERNAL.into());
         }
         Ok(Some(Reply { publish: Some(PublishResult::default()), ..Default::default() }))
@@ -488,7 +488,7 @@ impl Session {
             || (for_client && !self.shared.user().is_empty())
     }
 
-    fn presence(&mut self, req: PresenceRequest) -> CommandResult {
+    async fn presence(&mut self, req: PresenceRequest) -> CommandResult {
         let options = self.check_channel(&req.channel)?;
         if !options.presence {
             return Err(codes::ERROR_NOT_AVAILABLE.into());
@@ -496,12 +496,16 @@ impl Session {
         if !self.may_read(&req.channel, options.allow_presence_for_subscriber, options.allow_presence_for_client) {
             return Err(codes::ERROR_PERMISSION_DENIED.into());
         }
-        let presence =
-            self.app.hub.presence(&req.channel).into_iter().map(|info| (info.client.clone(), info)).collect();
+        let presence = crate::node::presence(&self.app, &req.channel)
+            .await
+            .map_err(|error| broker_failed(&req.channel, error))?
+            .into_iter()
+            .map(|info| (info.client.clone(), info))
+            .collect();
         Ok(Some(Reply { presence: Some(PresenceResult { presence }), ..Default::default() }))
     }
 
-    fn presence_stats(&mut self, req: PresenceStatsRequest) -> CommandResult {
+    async fn presence_stats(&mut self, req: PresenceStatsRequest) -> CommandResult {
         let options = self.check_channel(&req.channel)?;
         if !options.presence {
             return Err(codes::ERROR_NOT_AVAILABLE.into());
@@ -509,7 +513,9 @@ impl Session {
         if !self.may_read(&req.channel, options.allow_presence_for_subscriber, options.allow_presence_for_client) {
             return Err(codes::ERROR_PERMISSION_DENIED.into());
         }
-        let (num_clients, num_users) = self.app.hub.presence_stats(&req.channel);
+        let (num_clients, num_users) = crate::node::presence_stats(&self.app, &req.channel)
+            .await
+            .map_err(|error| broker_failed(&req.channel, error))?;
         let result = PresenceStatsResult { num_clients: num_clients as u32, num_users: num_users as u32 };
         Ok(Some(Reply { presence_stats: Some(result), ..Default::default() }))
     }
@@ -529,8 +535,8 @@ impl Session {
             crate::node::history(&self.app, &req.channel, &options, since.as_ref(), limit, req.reverse).await.map_err(
                 |error| match error {
                     HistoryError::Unrecoverable => CommandError::Reply(codes::ERROR_UNRECOVERABLE_POSITION),
-                    HistoryError::Load(error) => {
-                        tracing::warn!(channel = %req.channel, %error, "Cannot load a durable channel.");
+                    error @ (HistoryError::Load(_) | HistoryError::Broker(_)) => {
+                        tracing::warn!(channel = %req.channel, %error, "Cannot read history.");
                         CommandError::Reply(codes::ERROR_INTERNAL)
                     }
                 },
@@ -683,6 +689,12 @@ impl Session {
             self.app.hub.unregister(&self.shared);
         }
     }
+}
+
+/// A broker call that failed: logged, and answered with 100 (the SDKs may retry).
+fn broker_failed(channel: &str, error: crate::broker::BrokerError) -> CommandError {
+    tracing::warn!(%channel, %error, "Broker call failed.");
+    CommandError::Reply(codes::ERROR_INTERNAL)
 }
 
 fn subscribe_result(

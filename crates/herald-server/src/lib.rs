@@ -4,6 +4,7 @@
 //! in-process on `127.0.0.1:0`; the binary does the same with the configured address.
 
 pub mod api;
+pub mod broker;
 pub mod client;
 pub mod conn;
 pub mod disconnect;

@@ -4,8 +4,10 @@
 //! (`api.rs`) and webhook messages with channels (`webhooks.rs`). None of them decides
 //! durability on its own.
 //!
-//! This is the seam scale-out plugs into: today it calls the in-process hub and the store;
-//! with a broker, publications and history reads will cross nodes here, behind the same calls.
+//! Ephemeral publications, their history, presence and commands to users go through the
+//! broker (`broker.rs`: the in-memory one over the local hub by default; Redis or NATS for a
+//! cluster). Durable channels go through the store first (`durable.rs`). The hub, the local
+//! index, is reached from here and from the session's own subscribe and unsubscribe.
 
 use std::sync::Arc;
 
@@ -13,6 +15,9 @@ use herald_core::channel::ChannelName;
 use herald_core::{ChannelOptions, Config};
 use herald_protocol::Publication;
 
+use herald_protocol::ClientInfo;
+
+use crate::broker::{BrokerError, UserCommand, UserTarget};
 use crate::durable::DurableError;
 use crate::history::Position;
 use crate::hub::PublishSpec;
@@ -42,7 +47,7 @@ pub fn channel_options(config: &Config, channel: &str) -> Result<ChannelOptions,
 ///
 /// `skip_history` and `idempotency_key` apply to ephemeral channels only: a durable channel's
 /// history is its stored stream.
-pub async fn publish(app: &Arc<AppState>, mut publish: PublishSpec<'_>) -> Result<Option<Position>, DurableError> {
+pub async fn publish(app: &Arc<AppState>, mut publish: PublishSpec<'_>) -> Result<Option<Position>, PublishError> {
     if publish.options.durable {
         let position =
             crate::durable::publish(app, publish.channel, publish.data, publish.info, publish.tags, publish.delta)
@@ -50,7 +55,18 @@ pub async fn publish(app: &Arc<AppState>, mut publish: PublishSpec<'_>) -> Resul
         return Ok(Some(Position { epoch: Arc::from(position.epoch.as_str()), offset: position.offset }));
     }
     publish.idempotency_key = publish.idempotency_key.filter(|k| !k.is_empty());
-    Ok(app.hub.publish(publish).position)
+    Ok(app.engine.publish(publish).await?.position)
+}
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A durable channel's store did not commit it.
+    #[error(transparent)]
+    Durable(#[from] DurableError),
+    /// The broker did not take it.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
 }
 
 /// Why a history read failed.
@@ -62,6 +78,9 @@ pub enum HistoryError {
     /// A durable channel's stream could not be read from the store: 100.
     #[error(transparent)]
     Load(#[from] DurableError),
+    /// The broker could not answer: 100.
+    #[error(transparent)]
+    Broker(BrokerError),
 }
 
 /// Read a channel's history: up to `limit` publications (after `since` when given), oldest
@@ -77,6 +96,36 @@ pub async fn history(
 ) -> Result<(Vec<Arc<Publication>>, Position), HistoryError> {
     if options.durable {
         crate::durable::ensure_loaded(app, channel, options).await?;
+        return app.hub.history(channel, options, since, limit, reverse).map_err(|_| HistoryError::Unrecoverable);
     }
-    app.hub.history(channel, options, since, limit, reverse).map_err(|_| HistoryError::Unrecoverable)
+    app.engine.history(channel, options, since, limit, reverse).await.map_err(|error| match error {
+        BrokerError::Unrecoverable => HistoryError::Unrecoverable,
+        other => HistoryError::Broker(other),
+    })
+}
+
+/// Drop a channel's history; its stream position stays. The caller has checked that the
+/// channel keeps history.
+pub async fn history_remove(app: &AppState, channel: &str, options: &ChannelOptions) -> Result<(), BrokerError> {
+    if options.durable {
+        // A durable channel's stream is the store's; the mirror follows the store.
+        app.hub.history_remove(channel);
+        return Ok(());
+    }
+    app.engine.history_remove(channel).await
+}
+
+/// Every subscriber of `channel`, cluster-wide.
+pub async fn presence(app: &AppState, channel: &str) -> Result<Vec<ClientInfo>, BrokerError> {
+    app.engine.presence(channel).await
+}
+
+/// Subscribed clients and distinct users of `channel`, cluster-wide.
+pub async fn presence_stats(app: &AppState, channel: &str) -> Result<(usize, usize), BrokerError> {
+    app.engine.presence_stats(channel).await
+}
+
+/// Send a command to the connections of a user (or one client), wherever they are connected.
+pub async fn send_to_user(app: &AppState, target: &UserTarget, command: UserCommand) -> Result<(), BrokerError> {
+    app.engine.send(target, command).await
 }

@@ -24,7 +24,7 @@ use crate::disconnect::Disconnect;
 
 /// A request from outside the connection task, applied by the task itself because it owns the
 /// connection's subscription state.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Control {
     /// Subscribe the connection to a channel on the server's behalf (server API `subscribe`).
     Subscribe { channel: String, info: Option<Bytes>, data: Option<Bytes> },

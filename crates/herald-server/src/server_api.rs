@@ -18,12 +18,12 @@ use herald_protocol::{ClientInfo, Publication};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use crate::conn::ConnShared;
+use crate::broker::{BrokerError, UserCommand, UserTarget};
 use crate::disconnect::Disconnect;
 use crate::history::Position;
 use crate::hub::PublishSpec;
 use crate::node::{ChannelError, HistoryError};
-use crate::outbox::{Control, PushError};
+use crate::outbox::Control;
 use crate::state::AppState;
 
 /// The server API's methods.
@@ -147,14 +147,14 @@ pub async fn call(app: &Arc<AppState>, request: Request) -> Result<Response, Api
     Ok(match request {
         Request::Publish(params) => Response::Publish(publish(app, params).await?),
         Request::Broadcast(params) => Response::Broadcast(broadcast(app, params).await?),
-        Request::Subscribe(params) => Response::Empty(subscribe(app, params)?),
-        Request::Unsubscribe(params) => Response::Empty(unsubscribe(app, params)?),
-        Request::Disconnect(params) => Response::Empty(disconnect(app, params)?),
-        Request::Refresh(params) => Response::Empty(refresh(app, params)?),
-        Request::Presence(params) => Response::Presence(presence(app, params)?),
-        Request::PresenceStats(params) => Response::PresenceStats(presence_stats(app, params)?),
+        Request::Subscribe(params) => Response::Empty(subscribe(app, params).await?),
+        Request::Unsubscribe(params) => Response::Empty(unsubscribe(app, params).await?),
+        Request::Disconnect(params) => Response::Empty(disconnect(app, params).await?),
+        Request::Refresh(params) => Response::Empty(refresh(app, params).await?),
+        Request::Presence(params) => Response::Presence(presence(app, params).await?),
+        Request::PresenceStats(params) => Response::PresenceStats(presence_stats(app, params).await?),
         Request::History(params) => Response::History(history(app, params).await?),
-        Request::HistoryRemove(params) => Response::Empty(history_remove(app, params)?),
+        Request::HistoryRemove(params) => Response::Empty(history_remove(app, params).await?),
         Request::Channels(params) => Response::Channels(channels(app, params)?),
         Request::Info => Response::Info(info(app)?),
         Request::Batch(params) => Response::Batch(batch(app, params).await?),
@@ -395,7 +395,7 @@ async fn publish_one(
             message_id: None,
         }),
         Err(error) => {
-            tracing::warn!(%channel, %error, "Durable publish failed.");
+            tracing::warn!(%channel, %error, "Publish failed.");
             Err(codes::ERROR_INTERNAL.into())
         }
     }
@@ -439,12 +439,16 @@ async fn broadcast(app: &Arc<AppState>, params: BroadcastParams) -> Result<Broad
     Ok(BroadcastResult { responses })
 }
 
-/// Which connections a user-targeted call applies to.
-fn target_connections(app: &AppState, user: &str, client: Option<&str>) -> Vec<Arc<crate::conn::ConnShared>> {
-    match client.filter(|c| !c.is_empty()) {
-        Some(client) => app.hub.client(client).into_iter().filter(|c| user.is_empty() || c.user() == user).collect(),
-        None => app.hub.user_connections(user),
-    }
+/// Send a command to the connections the call names, on every node.
+async fn to_user(app: &AppState, user: &str, client: Option<&str>, command: UserCommand) -> Result<(), ApiError> {
+    let target = UserTarget { user: user.to_owned(), client: client.map(str::to_owned) };
+    crate::node::send_to_user(app, &target, command).await.map_err(broker_failed)
+}
+
+/// A broker call that failed: logged, and answered with 100 (the caller may retry).
+fn broker_failed(error: BrokerError) -> ApiError {
+    tracing::warn!(%error, "Broker call failed.");
+    ApiError::from(codes::ERROR_INTERNAL)
 }
 
 #[derive(Deserialize)]
@@ -463,26 +467,13 @@ pub struct SubscribeParams {
     b64data: Option<String>,
 }
 
-fn subscribe(app: &AppState, params: SubscribeParams) -> Result<EmptyResult, ApiError> {
+async fn subscribe(app: &AppState, params: SubscribeParams) -> Result<EmptyResult, ApiError> {
     channel_options(app, &params.channel)?;
     let info = optional_payload(params.info, params.b64info)?;
     let data = optional_payload(params.data, params.b64data)?;
-    for conn in target_connections(app, &params.user, params.client.as_deref()) {
-        send_control(
-            app,
-            &conn,
-            Control::Subscribe { channel: params.channel.clone(), info: info.clone(), data: data.clone() },
-        );
-    }
+    let control = Control::Subscribe { channel: params.channel, info, data };
+    to_user(app, &params.user, params.client.as_deref(), UserCommand::Session(control)).await?;
     Ok(EmptyResult {})
-}
-
-/// Queue a control request to a connection. A connection whose queue is full is closed as slow
-/// by its outbox (counted here); one that is closing needs nothing.
-fn send_control(app: &AppState, conn: &ConnShared, control: Control) {
-    if conn.outbox.control(control) == Err(PushError::Overflow) {
-        app.hub.metrics().slow_disconnects.increment(1);
-    }
 }
 
 fn optional_payload(data: Option<Box<RawValue>>, b64data: Option<String>) -> Result<Option<Bytes>, ApiError> {
@@ -500,11 +491,10 @@ pub struct UnsubscribeParams {
     pub client: Option<String>,
 }
 
-fn unsubscribe(app: &AppState, params: UnsubscribeParams) -> Result<EmptyResult, ApiError> {
+async fn unsubscribe(app: &AppState, params: UnsubscribeParams) -> Result<EmptyResult, ApiError> {
     channel_options(app, &params.channel)?;
-    for conn in target_connections(app, &params.user, params.client.as_deref()) {
-        send_control(app, &conn, Control::Unsubscribe { channel: params.channel.clone() });
-    }
+    let control = Control::Unsubscribe { channel: params.channel };
+    to_user(app, &params.user, params.client.as_deref(), UserCommand::Session(control)).await?;
     Ok(EmptyResult {})
 }
 
@@ -526,7 +516,7 @@ pub struct DisconnectSpec {
     pub reason: String,
 }
 
-fn disconnect(app: &AppState, params: DisconnectParams) -> Result<EmptyResult, ApiError> {
+async fn disconnect(app: &AppState, params: DisconnectParams) -> Result<EmptyResult, ApiError> {
     let disconnect = match params.disconnect {
         Some(spec) => {
             if !(3000..5000).contains(&spec.code) || spec.reason.len() > 100 {
@@ -536,12 +526,8 @@ fn disconnect(app: &AppState, params: DisconnectParams) -> Result<EmptyResult, A
         }
         None => Disconnect::FORCE_NO_RECONNECT,
     };
-    for conn in target_connections(app, &params.user, params.client.as_deref()) {
-        if params.whitelist.iter().any(|c| **c == *conn.id) {
-            continue;
-        }
-        conn.outbox.close(disconnect.clone());
-    }
+    let command = UserCommand::Disconnect { disconnect, whitelist: params.whitelist };
+    to_user(app, &params.user, params.client.as_deref(), command).await?;
     Ok(EmptyResult {})
 }
 
@@ -556,11 +542,10 @@ pub struct RefreshParams {
     pub expire_at: Option<i64>,
 }
 
-fn refresh(app: &AppState, params: RefreshParams) -> Result<EmptyResult, ApiError> {
+async fn refresh(app: &AppState, params: RefreshParams) -> Result<EmptyResult, ApiError> {
     let expire_at = params.expire_at.filter(|at| *at > 0);
-    for conn in target_connections(app, &params.user, params.client.as_deref()) {
-        send_control(app, &conn, Control::Refresh { expire_at, expired: params.expired });
-    }
+    let control = Control::Refresh { expire_at, expired: params.expired };
+    to_user(app, &params.user, params.client.as_deref(), UserCommand::Session(control)).await?;
     Ok(EmptyResult {})
 }
 
@@ -569,7 +554,7 @@ pub struct ChannelParams {
     pub channel: String,
 }
 
-fn presence(app: &AppState, params: ChannelParams) -> Result<PresenceResult, ApiError> {
+async fn presence(app: &AppState, params: ChannelParams) -> Result<PresenceResult, ApiError> {
     let options = channel_options(app, &params.channel)?;
     if !options.presence {
         return Err(codes::ERROR_NOT_AVAILABLE.into());
@@ -579,12 +564,12 @@ fn presence(app: &AppState, params: ChannelParams) -> Result<PresenceResult, Api
     Ok(PresenceResult { presence })
 }
 
-fn presence_stats(app: &AppState, params: ChannelParams) -> Result<PresenceStatsResult, ApiError> {
+async fn presence_stats(app: &AppState, params: ChannelParams) -> Result<PresenceStatsResult, ApiError> {
     let options = channel_options(app, &params.channel)?;
     if !options.presence {
         return Err(codes::ERROR_NOT_AVAILABLE.into());
     }
-    let (num_clients, num_users) = app.hub.presence_stats(&params.channel);
+    let (num_clients, num_users) = crate::node::presence_stats(app, &params.channel).await.map_err(broker_failed)?;
     Ok(PresenceStatsResult { num_clients, num_users })
 }
 
@@ -621,20 +606,20 @@ async fn history(app: &AppState, params: HistoryParams) -> Result<HistoryResult,
         .await
         .map_err(|error| match error {
             HistoryError::Unrecoverable => ApiError::from(codes::ERROR_UNRECOVERABLE_POSITION),
-            HistoryError::Load(error) => {
-                tracing::warn!(channel = %params.channel, %error, "Cannot load a durable channel.");
+            error @ (HistoryError::Load(_) | HistoryError::Broker(_)) => {
+                tracing::warn!(channel = %params.channel, %error, "Cannot read history.");
                 ApiError::from(codes::ERROR_INTERNAL)
             }
         })?;
     Ok(HistoryResult { publications: pubs, epoch: position.epoch.to_string(), offset: position.offset })
 }
 
-fn history_remove(app: &AppState, params: ChannelParams) -> Result<EmptyResult, ApiError> {
+async fn history_remove(app: &AppState, params: ChannelParams) -> Result<EmptyResult, ApiError> {
     let options = channel_options(app, &params.channel)?;
     if !options.has_history() {
         return Err(codes::ERROR_NOT_AVAILABLE.into());
     }
-    app.hub.history_remove(&params.channel);
+    crate::node::history_remove(app, &params.channel, &options).await.map_err(broker_failed)?;
     Ok(EmptyResult {})
 }
 

@@ -10,11 +10,16 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::broker::{Engine, MemoryBroker};
 use crate::hub::Hub;
 
 pub struct AppState {
     pub config: Arc<Config>,
-    pub hub: Hub,
+    /// This node's subscriptions and connections (the local index).
+    pub hub: Arc<Hub>,
+    /// What crosses node boundaries: ephemeral publications and history, presence, commands
+    /// to users (`broker.rs`). Only the node facade calls it.
+    pub engine: Arc<dyn Engine>,
     /// Durable state (event log, webhooks, durable channels).
     pub store: Option<Arc<dyn herald_store::Store>>,
     /// Wakes the webhook dispatcher after a message commits (when webhooks run here).
@@ -47,9 +52,12 @@ impl AppState {
         let verifier = TokenVerifier::new(&config.client.token)?;
         // Install the recorder before any metric handle is registered.
         let prometheus = crate::metrics::recorder();
+        let hub = Arc::new(Hub::new(crate::metrics::Metrics::new()));
+        let engine: Arc<dyn Engine> = Arc::new(MemoryBroker::new(hub.clone()));
         Ok(Arc::new(Self {
             config,
-            hub: Hub::new(crate::metrics::Metrics::new()),
+            hub,
+            engine,
             store,
             webhooks,
             url_guard,
