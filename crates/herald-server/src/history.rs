@@ -95,6 +95,7 @@ impl<T: Clone> Stream<T> {
     }
 
     /// Number of publications currently kept.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

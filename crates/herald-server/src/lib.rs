@@ -3,24 +3,26 @@
 //! [`Server::start`] takes a bound listener and a config, so tests start a whole server
 //! in-process on `127.0.0.1:0`; the binary does the same with the configured address.
 
-pub mod api;
-pub mod broker;
-pub mod client;
-pub mod conn;
-pub mod disconnect;
-pub mod durable;
-pub mod history;
-pub mod http;
-pub mod hub;
-pub mod metrics;
-pub mod node;
-pub mod outbox;
-pub mod respond;
+// Only what other crates use is public: `Server`, the state and hub handles the integration
+// tests reach, and the parsers the fuzz targets drive (`server_api`, `websocket`).
+mod api;
+mod broker;
+mod client;
+mod conn;
+mod disconnect;
+mod durable;
+mod history;
+mod http;
+mod hub;
+mod metrics;
+mod node;
+mod outbox;
+mod respond;
 pub mod server_api;
-pub mod state;
-pub mod webhooks;
+mod state;
+mod webhooks;
 pub mod websocket;
-pub mod ws;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use herald_core::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use hub::{Hub, PublishSpec};
 pub use state::AppState;
 
 /// A running server.

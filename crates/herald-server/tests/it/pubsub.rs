@@ -345,7 +345,7 @@ async fn slow_subscriber_is_disconnected_with_3008_and_others_keep_up() {
     // one (which reads nothing) fills its socket buffers and then its queue.
     let mut published = 0u64;
     while hub.client(&slow_id).is_some() && published < 5000 {
-        hub.publish(herald_server::hub::PublishSpec {
+        hub.publish(herald_server::PublishSpec {
             channel: "flood",
             options: &options,
             data: payload.clone(),
