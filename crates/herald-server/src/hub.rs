@@ -62,12 +62,58 @@ struct ChannelState {
     subscribers: Vec<Subscriber>,
     /// Client id -> index in `subscribers`.
     index: HashMap<Arc<str>, usize>,
-    stream: Option<Stream<Arc<Publication>>>,
+    mode: Mode,
     /// Payload of the previous publication, the base of fossil deltas.
     last_data: Option<Bytes>,
     idempotency: HashMap<String, (u64, Instant)>,
-    /// For durable channels: the in-memory stream mirrors the store's tail.
-    durable: Option<DurableMirror>,
+}
+
+type PubStream = Stream<Arc<Publication>>;
+
+/// What a channel keeps besides its subscribers, as its namespace's options make it.
+enum Mode {
+    /// No history: publications only fan out, with no position.
+    Ephemeral,
+    /// In-memory history with recovery: offsets are assigned here, under the channel lock.
+    History(PubStream),
+    /// A durable channel: the store assigns offsets; the stream, loaded on first use, mirrors
+    /// the store's tail.
+    Durable { stream: Option<PubStream>, mirror: DurableMirror },
+}
+
+impl Mode {
+    fn new(options: &ChannelOptions, now: Instant) -> Self {
+        if options.durable {
+            Mode::Durable { stream: None, mirror: DurableMirror::default() }
+        } else if options.has_history() {
+            Mode::History(Stream::new(options.history_size, options.history_ttl, now))
+        } else {
+            Mode::Ephemeral
+        }
+    }
+
+    /// The stream subscribers recover from and history reads, when there is one.
+    fn stream_mut(&mut self) -> Option<&mut PubStream> {
+        match self {
+            Mode::Ephemeral => None,
+            Mode::History(stream) => Some(stream),
+            Mode::Durable { stream, .. } => stream.as_mut(),
+        }
+    }
+
+    fn mirror(&self) -> Option<&DurableMirror> {
+        match self {
+            Mode::Durable { mirror, .. } => Some(mirror),
+            _ => None,
+        }
+    }
+
+    fn mirror_mut(&mut self) -> Option<&mut DurableMirror> {
+        match self {
+            Mode::Durable { mirror, .. } => Some(mirror),
+            _ => None,
+        }
+    }
 }
 
 /// How a durable channel's in-memory stream follows the store.
@@ -217,9 +263,7 @@ impl Hub {
         }
         let name: Arc<str> = Arc::from(name);
         // A durable channel's stream is loaded from the store (see `load_durable`).
-        let stream = (options.has_history() && !options.durable)
-            .then(|| Stream::new(options.history_size, options.history_ttl, Instant::now()));
-        let durable = options.durable.then(DurableMirror::default);
+        let mode = Mode::new(options, Instant::now());
         let channel = Arc::new(Channel {
             name: name.clone(),
             options: options.clone(),
@@ -227,10 +271,9 @@ impl Hub {
                 removed: false,
                 subscribers: Vec::new(),
                 index: HashMap::new(),
-                stream,
+                mode,
                 last_data: None,
                 idempotency: HashMap::new(),
-                durable,
             }),
         });
         map.insert(name, channel.clone());
@@ -249,16 +292,20 @@ impl Hub {
         if state.removed || !state.subscribers.is_empty() {
             return;
         }
-        if let Some(mirror) = &state.durable {
-            // The store keeps the history; the mirror is reloaded on next use.
-            if mirror.loads > 0 || !mirror.pending.is_empty() || !mirror.reorder.is_empty() {
-                return;
+        match &mut state.mode {
+            Mode::Ephemeral => {}
+            Mode::Durable { mirror, .. } => {
+                // The store keeps the history; the mirror is reloaded on next use.
+                if mirror.loads > 0 || !mirror.pending.is_empty() || !mirror.reorder.is_empty() {
+                    return;
+                }
             }
-        } else if let Some(stream) = &mut state.stream {
-            stream.prune(now);
-            let idle_for = now.saturating_duration_since(stream.last_publish());
-            if !stream.is_empty() || idle_for < channel.options.history_ttl {
-                return;
+            Mode::History(stream) => {
+                stream.prune(now);
+                let idle_for = now.saturating_duration_since(stream.last_publish());
+                if !stream.is_empty() || idle_for < channel.options.history_ttl {
+                    return;
+                }
             }
         }
         state.removed = true;
@@ -286,12 +333,12 @@ impl Hub {
             if state.index.contains_key(&conn.id) {
                 return Err(SubscribeError::AlreadySubscribed);
             }
-            if state.durable.as_ref().is_some_and(|m| !m.loaded) {
+            if state.mode.mirror().is_some_and(|m| !m.loaded) {
                 return Err(SubscribeError::NotLoaded);
             }
             let now = Instant::now();
             let mut outcome = SubscribeOutcome { position: None, recovered: None, publications: Vec::new() };
-            if let Some(stream) = &mut state.stream {
+            if let Some(stream) = state.mode.stream_mut() {
                 outcome.position = Some(stream.position());
                 if let Some(since) = &spec.recover_from {
                     match stream.recover(since, spec.recover_max, now) {
@@ -380,7 +427,7 @@ impl Hub {
                 continue;
             }
             let state = &mut *state;
-            if let (Some(key), Some(stream)) = (&spec.idempotency_key, &state.stream)
+            if let (Some(key), Mode::History(stream)) = (&spec.idempotency_key, &state.mode)
                 && let Some((offset, at)) = state.idempotency.get(key)
                 && now.saturating_duration_since(*at) < IDEMPOTENCY_WINDOW
             {
@@ -393,15 +440,17 @@ impl Hub {
                 tags: spec.tags.clone(),
                 ..Default::default()
             };
-            let position = match &mut state.stream {
-                Some(stream) => {
+            // Only an in-memory history assigns offsets here; a durable channel's come from the
+            // store (`publish_stored`), and nothing publishes to one through this path.
+            let position = match &mut state.mode {
+                Mode::History(stream) => {
                     let (offset, _) = stream.append(now, !spec.skip_history, |offset| {
                         publication.offset = offset;
                         Arc::new(publication.clone())
                     });
                     Some(Position { epoch: stream.position().epoch, offset })
                 }
-                None => None,
+                Mode::Ephemeral | Mode::Durable { .. } => None,
             };
             if let (Some(key), Some(position)) = (spec.idempotency_key, &position) {
                 if state.idempotency.len() >= IDEMPOTENCY_KEYS_PER_CHANNEL {
@@ -430,7 +479,7 @@ impl Hub {
         if state.removed {
             return 0;
         }
-        let Some(mirror) = &mut state.durable else { return 0 };
+        let Mode::Durable { stream, mirror } = &mut state.mode else { return 0 };
         if !mirror.loaded {
             if mirror.loads > 0 {
                 if mirror.pending.len() < REORDER_MAX {
@@ -442,10 +491,10 @@ impl Hub {
             }
             return 0;
         }
-        if state.stream.as_ref().is_some_and(|s| &**s.epoch() != epoch) {
+        if stream.as_ref().is_some_and(|s| &**s.epoch() != epoch) {
             // The store's stream was recreated: start over from this publication.
             let now = Instant::now();
-            state.stream = Some(Stream::restore(
+            *stream = Some(Stream::restore(
                 channel.options.history_size,
                 channel.options.history_ttl,
                 Arc::from(epoch),
@@ -458,7 +507,7 @@ impl Hub {
         }
         mirror.reorder.insert(publication.offset, (publication, delta));
         let mut delivered = 0;
-        while let Some(mirror) = &mut state.durable {
+        while let Mode::Durable { stream, mirror } = &mut state.mode {
             let next = match mirror.reorder.first_key_value() {
                 Some((offset, _)) if *offset <= mirror.next_offset || mirror.reorder.len() > REORDER_MAX => *offset,
                 _ => break,
@@ -469,7 +518,7 @@ impl Hub {
                 continue;
             }
             mirror.next_offset = next + 1;
-            if let Some(stream) = &mut state.stream {
+            if let Some(stream) = stream {
                 stream.insert(Instant::now(), next, Arc::new(publication.clone()));
             }
             // `fan_out_prepared` moves the channel's previous payload, the base of this
@@ -482,7 +531,7 @@ impl Hub {
 
     /// Whether a durable channel's stream is loaded in memory.
     pub fn durable_loaded(&self, channel: &str) -> bool {
-        self.existing_channel(channel).is_some_and(|c| c.state.lock().durable.as_ref().is_some_and(|m| m.loaded))
+        self.existing_channel(channel).is_some_and(|c| c.state.lock().mode.mirror().is_some_and(|m| m.loaded))
     }
 
     /// Start loading a durable channel's stream: the channel exists in the hub from now on, so
@@ -490,7 +539,7 @@ impl Hub {
     /// by [`Hub::load_durable`] or [`Hub::abort_durable_load`].
     pub fn begin_durable_load(&self, channel: &str, options: &ChannelOptions) {
         let channel = self.channel(channel, options);
-        if let Some(mirror) = &mut channel.state.lock().durable {
+        if let Some(mirror) = channel.state.lock().mode.mirror_mut() {
             mirror.loads += 1;
         }
     }
@@ -501,7 +550,7 @@ impl Hub {
         let Some(channel) = self.existing_channel(channel_name) else { return };
         {
             let mut state = channel.state.lock();
-            let Some(mirror) = &mut state.durable else { return };
+            let Some(mirror) = state.mode.mirror_mut() else { return };
             mirror.loads = mirror.loads.saturating_sub(1);
             if mirror.loads > 0 || mirror.loaded {
                 return;
@@ -528,7 +577,7 @@ impl Hub {
         if state.removed {
             return DurableLoad::Stale;
         }
-        let Some(mirror) = &mut state.durable else { return DurableLoad::AlreadyLoaded };
+        let Mode::Durable { stream, mirror } = &mut state.mode else { return DurableLoad::AlreadyLoaded };
         mirror.loads = mirror.loads.saturating_sub(1);
         if mirror.loaded {
             return DurableLoad::AlreadyLoaded;
@@ -541,7 +590,7 @@ impl Hub {
         }
         let now = Instant::now();
         let entries = tail.into_iter().map(|(p, age)| (p.offset, Arc::new(p), age));
-        state.stream = Some(Stream::restore(
+        *stream = Some(Stream::restore(
             channel.options.history_size,
             channel.options.history_ttl,
             Arc::from(epoch),
@@ -589,7 +638,7 @@ impl Hub {
         let channel = self.channel(channel, options);
         let mut state = channel.state.lock();
         let now = Instant::now();
-        let result = match &mut state.stream {
+        let result = match state.mode.stream_mut() {
             Some(stream) => stream.read(since, limit, reverse, now).map(|pubs| (pubs, stream.position())),
             None => Err(Unrecoverable),
         };
@@ -604,7 +653,7 @@ impl Hub {
     /// Drop a channel's kept publications; its position stays.
     pub fn history_remove(&self, channel: &str) {
         if let Some(channel) = self.existing_channel(channel)
-            && let Some(stream) = &mut channel.state.lock().stream
+            && let Some(stream) = channel.state.lock().mode.stream_mut()
         {
             stream.clear();
         }
@@ -880,7 +929,7 @@ mod tests {
     fn mirror_len(hub: &Hub, channel: &str) -> Option<usize> {
         let channel = hub.existing_channel(channel)?;
         let state = channel.state.lock();
-        state.durable.as_ref().map(|m| m.pending.len())
+        state.mode.mirror().map(|m| m.pending.len())
     }
 
     #[test]
