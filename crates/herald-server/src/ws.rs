@@ -8,19 +8,32 @@
 //! Writes batch: everything queued when the task wakes leaves as one frame (JSON messages joined
 //! by newlines, protobuf messages length-prefixed back to back) and one flush. A write that does
 //! not finish within the ping interval means the client stopped reading; the connection ends.
+//!
+//! Commands never hold up the connection: a frame of commands (or a control request from the
+//! server API) runs as the connection's one piece of *work*, with the session moved into it.
+//! Work that finishes at once (most commands) is done inline; work that waits on I/O (a store
+//! write or read, a broker call) runs beside the socket, so pushes, pings and the write timeout
+//! go on meanwhile. One frame at a time: the socket is not read while work is in flight, which
+//! bounds the commands in flight per connection to `client.max_commands_per_frame` and pushes
+//! back on the client through TCP. Deadlines that depend on the client (connect, pong) and the
+//! session's expiry wait until the work is done.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
 use herald_protocol::{Protocol, Reply};
 use hyper_util::rt::TokioIo;
 
 use crate::client::Session;
+use crate::conn::ConnShared;
 use crate::disconnect::Disconnect;
-use crate::outbox::Item;
+use crate::outbox::{Control, Item};
 use crate::state::AppState;
 use crate::websocket::{self, HEADER_ROOM, Limits, Opcode, Received, WebSocket};
 
@@ -80,12 +93,42 @@ struct Timers {
 }
 
 impl Timers {
-    fn next(&self) -> Instant {
-        [self.connect_deadline, self.next_ping, self.pong_deadline, self.expiry]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    /// The next deadline; only the ping one while work is in flight (the others wait for it).
+    fn next(&self, busy: bool) -> Instant {
+        let all = [self.connect_deadline, self.next_ping, self.pong_deadline, self.expiry];
+        let due = if busy { [None, self.next_ping, None, None] } else { all };
+        due.into_iter().flatten().min().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+}
+
+/// The session, running a frame of commands or a control request; it comes back when done.
+type Work = Pin<Box<dyn Future<Output = (Session, Result<(), Disconnect>)> + Send>>;
+
+enum Job {
+    Frame(Vec<u8>),
+    Control(Control),
+}
+
+/// Start `job` on `session`. Done at once when nothing in it waits (`Ok`), else in flight.
+fn start(mut session: Session, job: Job) -> Result<(Session, Result<(), Disconnect>), Work> {
+    let mut work: Work = Box::pin(async move {
+        let result = match job {
+            Job::Frame(frame) => session.handle_frame(&frame).await,
+            Job::Control(control) => session.handle_control(control).await,
+        };
+        (session, result)
+    });
+    match (&mut work).now_or_never() {
+        Some(done) => Ok(done),
+        None => Err(work),
+    }
+}
+
+/// Wait for the work in flight (the branch is only enabled when there is some).
+async fn finish(work: &mut Option<Work>) -> (Session, Result<(), Disconnect>) {
+    match work {
+        Some(work) => work.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -96,11 +139,16 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
     let metrics = app_for_metrics.hub.metrics();
     metrics.connections.increment(1.0);
     metrics.connections_opened.increment(1);
-    let mut session = Session::new(app.clone(), protocol);
+    let session = Session::new(app.clone(), protocol);
     let shared = session.shared.clone();
+    let mut session = Some(session);
+    // Work in flight, and server API control requests waiting for the session.
+    let mut work: Option<Work> = None;
+    let mut controls: VecDeque<Control> = VecDeque::new();
     let client_config = &app.config.client;
     let ping_interval = client_config.ping_interval;
     let pong_timeout = client_config.pong_timeout;
+    let max_controls = client_config.queue_max_messages;
     let ping_bytes = ping_message(protocol);
 
     let mut timers = Timers {
@@ -109,12 +157,36 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
         pong_deadline: None,
         expiry: None,
     };
-    let sleep = tokio::time::sleep_until(timers.next().into());
+    let sleep = tokio::time::sleep_until(timers.next(false).into());
     tokio::pin!(sleep);
     let max_frame = client_config.max_out_frame_bytes;
     let mut shutting_down = false;
 
-    let disconnect: Option<Disconnect> = loop {
+    let disconnect: Option<Disconnect> = 'conn: loop {
+        // The session is here (no work in flight): give it the next control request, and take
+        // back whatever finishes at once.
+        while work.is_none()
+            && let Some(control) = controls.pop_front()
+        {
+            let idle = session.take().expect("the session is here when no work is in flight");
+            match start(idle, Job::Control(control)) {
+                Ok((back, result)) => {
+                    session = Some(back);
+                    if let Err(disconnect) = result {
+                        break 'conn Some(disconnect);
+                    }
+                }
+                Err(in_flight) => work = Some(in_flight),
+            }
+        }
+        if let Some(session) = &session {
+            timers.expiry = session.next_expiry();
+        }
+        let next: tokio::time::Instant = timers.next(work.is_some()).into();
+        if sleep.deadline() != next {
+            sleep.as_mut().reset(next);
+        }
+
         tokio::select! {
             biased;
             _ = app.shutdown.cancelled(), if !shutting_down => {
@@ -122,17 +194,27 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
                 shutting_down = true;
                 shared.outbox.close(Disconnect::SHUTDOWN);
             }
+            (back, result) = finish(&mut work) => {
+                work = None;
+                session = Some(back);
+                if let Err(disconnect) = result {
+                    break Some(disconnect);
+                }
+                note_connected(&mut timers, session.as_ref(), ping_interval);
+            }
             _ = shared.outbox.ready() => {
                 let writer = Writer { socket: &mut socket, protocol, max_frame, metrics };
                 // Boxed, like every path an idle connection is not waiting in: the task's
                 // future stays the size of what it waits on (socket, outbox, timer).
-                if let Err(disconnect) = Box::pin(writer.write_within(ping_interval, &mut session)).await {
+                if let Err(disconnect) = Box::pin(writer.write_within(ping_interval, &shared, &mut controls)).await {
                     break disconnect;
                 }
-                timers.expiry = session.next_expiry();
-                sleep.as_mut().reset(timers.next().into());
+                if controls.len() > max_controls {
+                    // Control requests pile up behind work that does not finish: as slow.
+                    break Some(Disconnect::SLOW);
+                }
             }
-            received = socket.recv() => {
+            received = socket.recv(), if work.is_none() => {
                 let received = match received {
                     Ok(received) => received,
                     Err(error) => {
@@ -171,25 +253,25 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
                 let data = socket.message();
                 metrics.bytes_received.increment(data.len() as u64);
                 timers.pong_deadline = None;
-                let was_connected = session.is_connected();
-                // Boxed: the command future is deep (store reads for durable channels) and would
-                // otherwise sit inline in every idle connection's task.
-                if let Err(disconnect) = Box::pin(session.handle_frame(data)).await {
-                    break Some(disconnect);
+                let idle = session.take().expect("the socket is read only when no work is in flight");
+                match start(idle, Job::Frame(data.to_vec())) {
+                    Ok((back, result)) => {
+                        session = Some(back);
+                        if let Err(disconnect) = result {
+                            break Some(disconnect);
+                        }
+                        note_connected(&mut timers, session.as_ref(), ping_interval);
+                    }
+                    Err(in_flight) => work = Some(in_flight),
                 }
-                if !was_connected && session.is_connected() {
-                    timers.connect_deadline = None;
-                    timers.next_ping = Some(Instant::now() + ping_interval);
-                }
-                timers.expiry = session.next_expiry();
-                sleep.as_mut().reset(timers.next().into());
             }
             _ = &mut sleep => {
                 let now = Instant::now();
-                if timers.connect_deadline.is_some_and(|d| d <= now) {
+                let busy = work.is_some();
+                if !busy && timers.connect_deadline.is_some_and(|d| d <= now) {
                     break Some(Disconnect::STALE);
                 }
-                if timers.pong_deadline.is_some_and(|d| d <= now) {
+                if !busy && timers.pong_deadline.is_some_and(|d| d <= now) {
                     break Some(Disconnect::NO_PONG);
                 }
                 if timers.next_ping.is_some_and(|d| d <= now) {
@@ -197,17 +279,22 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
                     timers.next_ping = Some(now + ping_interval);
                     timers.pong_deadline = Some(now + pong_timeout);
                 }
-                if timers.expiry.is_some_and(|d| d <= now) {
-                    if let Err(disconnect) = session.check_expiry() {
-                        break Some(disconnect);
-                    }
-                    timers.expiry = session.next_expiry();
+                if let Some(session) = &mut session
+                    && timers.expiry.is_some_and(|d| d <= now)
+                    && let Err(disconnect) = session.check_expiry()
+                {
+                    break Some(disconnect);
                 }
-                sleep.as_mut().reset(timers.next().into());
             }
         }
     };
 
+    // Work in flight finishes first (a store write or a broker call is bounded by its own
+    // timeouts): the session has to leave the hub.
+    let mut session = match session {
+        Some(session) => session,
+        None => work.expect("the session is either here or in the work in flight").await.0,
+    };
     // Leave the hub first: nothing more is queued to a connection that is going away.
     session.close();
     shared.outbox.close(disconnect.clone().unwrap_or(Disconnect::SHUTDOWN));
@@ -216,6 +303,15 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
         Box::pin(say_goodbye(&mut socket, disconnect)).await;
     }
     metrics.connections.decrement(1.0);
+}
+
+/// After a job: a session that just connected stops the connect deadline (which runs exactly
+/// until then) and starts pings.
+fn note_connected(timers: &mut Timers, session: Option<&Session>, ping_interval: Duration) {
+    if timers.connect_deadline.is_some() && session.is_some_and(Session::is_connected) {
+        timers.connect_deadline = None;
+        timers.next_ping = Some(Instant::now() + ping_interval);
+    }
 }
 
 /// The close frame carries the disconnect (code and reason), as Centrifugo does on a
@@ -245,7 +341,7 @@ fn ping_message(protocol: Protocol) -> bytes::Bytes {
 
 /// Resolves when the outbox closes because the client is slow; never for other closes, which
 /// let queued data go out first.
-async fn slow_close(shared: &crate::conn::ConnShared) -> Disconnect {
+async fn slow_close(shared: &ConnShared) -> Disconnect {
     let disconnect = shared.outbox.closed().await;
     if disconnect == Disconnect::SLOW {
         return disconnect;
@@ -282,20 +378,28 @@ struct Writer<'a> {
 impl Writer<'_> {
     /// [`Self::write_pending`], unless the client stops reading: give up when its queue
     /// overflows meanwhile (3008) or when the writes take longer than `limit`.
-    async fn write_within(mut self, limit: Duration, session: &mut Session) -> Result<(), Option<Disconnect>> {
-        let shared = session.shared.clone();
+    async fn write_within(
+        mut self,
+        limit: Duration,
+        shared: &ConnShared,
+        controls: &mut VecDeque<Control>,
+    ) -> Result<(), Option<Disconnect>> {
         tokio::select! {
-            result = tokio::time::timeout(limit, self.write_pending(session)) => {
+            result = tokio::time::timeout(limit, self.write_pending(shared, controls)) => {
                 result.unwrap_or(Err(Some(Disconnect::WRITE_ERROR)))
             }
-            disconnect = slow_close(&shared) => Err(Some(disconnect)),
+            disconnect = slow_close(shared) => Err(Some(disconnect)),
         }
     }
 
-    /// Drain and write until the outbox is empty (or a few rounds passed). `Err` ends the
+    /// Drain and write until the outbox is empty (or a few rounds passed); control requests
+    /// go to `controls`, for the session to run in order once it is free. `Err` ends the
     /// connection: `Some` with a close code to send, `None` when the socket is already gone.
-    async fn write_pending(&mut self, session: &mut Session) -> Result<(), Option<Disconnect>> {
-        let shared = session.shared.clone();
+    async fn write_pending(
+        &mut self,
+        shared: &ConnShared,
+        controls: &mut VecDeque<Control>,
+    ) -> Result<(), Option<Disconnect>> {
         let mut items = VecDeque::new();
         for _ in 0..MAX_WRITE_ROUNDS {
             let closing = shared.outbox.take(&mut items);
@@ -303,7 +407,6 @@ impl Writer<'_> {
                 // A slow client's backlog is dropped, not sent.
                 return Err(closing);
             }
-            let mut ended: Option<Disconnect> = None;
             let mut frame: Vec<u8> = Vec::new();
             // Drained in place, so the queue's capacity goes back to the outbox next round.
             while let Some(item) = items.pop_front() {
@@ -320,18 +423,13 @@ impl Writer<'_> {
                         }
                         frame.extend_from_slice(&bytes);
                     }
-                    Item::Control(control) => {
-                        if let Err(disconnect) = Box::pin(session.handle_control(*control)).await {
-                            ended = Some(disconnect);
-                            break;
-                        }
-                    }
+                    Item::Control(control) => controls.push_back(*control),
                 }
             }
             if !frame.is_empty() {
                 self.write_frame(&mut frame).await.map_err(|_| None)?;
             }
-            if let Some(disconnect) = ended.or(closing) {
+            if let Some(disconnect) = closing {
                 return Err(Some(disconnect));
             }
             items.clear();

@@ -1,5 +1,7 @@
 //! Durable channels: stored before acknowledged, recoverable across a restart.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::helpers::{TestApp, base_config};
@@ -99,4 +101,38 @@ async fn client_publish_to_a_durable_channel_is_stored() {
     assert_eq!(publications.len(), 1, "{body}");
     assert_eq!(publications[0]["data"], json!({ "text": "kept" }));
     assert_eq!(publications[0]["info"]["user"], json!("alice"));
+}
+
+#[tokio::test]
+async fn a_command_waiting_on_the_store_does_not_hold_up_pushes() {
+    let app = TestApp::start().await;
+    let mut client = app.client("alice").await;
+    client.call(json!({ "subscribe": { "channel": "news" } })).await;
+    // Subscribers may publish to the durable namespace (as in `base_config`).
+    client.call(json!({ "subscribe": { "channel": "durable:slow" } })).await;
+
+    // Another process holds the database's write lock: the durable publish below waits for it.
+    let lock = rusqlite::Connection::open(app.data_dir.join("herald.db")).expect("open the database");
+    lock.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+    client.send_text(r#"{"id":900,"publish":{"channel":"durable:slow","data":{"n":1}}}"#).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Meanwhile a publication to another channel reaches the same connection at once.
+    app.publish("news", json!({ "breaking": true })).await;
+    let push = tokio::time::timeout(Duration::from_secs(2), client.next_pub("news"))
+        .await
+        .expect("the push is not held up by the command waiting on the store");
+    assert_eq!(push["data"], json!({ "breaking": true }));
+    assert!(
+        !client.backlog.iter().any(|m| m.get("id") == Some(&json!(900))),
+        "the durable publish answered before the lock was released: {:?}",
+        client.backlog
+    );
+
+    // Once the lock goes, the durable publish completes and is answered.
+    lock.execute_batch("ROLLBACK").expect("release the lock");
+    let reply = client.wait_for(|m| m.get("id") == Some(&json!(900))).await;
+    assert!(reply.get("error").is_none(), "{reply}");
+    let (_, body) = app.api("history", json!({ "channel": "durable:slow", "limit": -1 })).await;
+    assert_eq!(body["result"]["publications"][0]["data"], json!({ "n": 1 }), "{body}");
 }
