@@ -102,7 +102,7 @@ impl Timers {
 }
 
 /// The session, running a frame of commands or a control request; it comes back when done.
-type Work = Pin<Box<dyn Future<Output = (Session, Result<(), Disconnect>)> + Send>>;
+type Work = Pin<Box<dyn Future<Output = (Box<Session>, Result<(), Disconnect>)> + Send>>;
 
 enum Job {
     Frame(Vec<u8>),
@@ -110,7 +110,7 @@ enum Job {
 }
 
 /// Start `job` on `session`. Done at once when nothing in it waits (`Ok`), else in flight.
-fn start(mut session: Session, job: Job) -> Result<(Session, Result<(), Disconnect>), Work> {
+fn start(mut session: Box<Session>, job: Job) -> Result<(Box<Session>, Result<(), Disconnect>), Work> {
     let mut work: Work = Box::pin(async move {
         let result = match job {
             Job::Frame(frame) => session.handle_frame(&frame).await,
@@ -124,13 +124,23 @@ fn start(mut session: Session, job: Job) -> Result<(Session, Result<(), Disconne
     }
 }
 
-/// Wait for the work in flight (the branch is only enabled when there is some).
-async fn finish(work: &mut Option<Work>) -> (Session, Result<(), Disconnect>) {
-    match work {
-        Some(work) => work.await,
-        None => std::future::pending().await,
-    }
+/// Poll the work in flight; when it is done, put the session back. Pending when there is none.
+/// The session goes straight into its slot rather than out through `select!`, whose output
+/// would otherwise keep room for a second session in every connection's task.
+fn poll_work(
+    cx: &mut std::task::Context<'_>,
+    work: &mut Option<Work>,
+    session: &mut Option<Box<Session>>,
+) -> std::task::Poll<Result<(), Disconnect>> {
+    let Some(in_flight) = work else { return std::task::Poll::Pending };
+    let (back, result) = std::task::ready!(in_flight.as_mut().poll(cx));
+    *work = None;
+    *session = Some(back);
+    std::task::Poll::Ready(result)
 }
+
+/// Control requests the writer set aside for the session, boxed and only there while some wait.
+type Controls = Option<Box<VecDeque<Control>>>;
 
 async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
     // The HTTP connection's slot was released when it handed the socket over; hold one here.
@@ -139,16 +149,17 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
     let metrics = app_for_metrics.hub.metrics();
     metrics.connections.increment(1.0);
     metrics.connections_opened.increment(1);
-    let session = Session::new(app.clone(), protocol);
+    // Boxed: it moves into each piece of work and back; inline, the task's future kept room
+    // for it more than once (measured: 1,208 bytes inline, 1,040 boxed).
+    let session = Box::new(Session::new(app.clone(), protocol));
     let shared = session.shared.clone();
     let mut session = Some(session);
     // Work in flight, and server API control requests waiting for the session.
     let mut work: Option<Work> = None;
-    let mut controls: VecDeque<Control> = VecDeque::new();
+    let mut controls: Controls = None;
     let client_config = &app.config.client;
     let ping_interval = client_config.ping_interval;
     let pong_timeout = client_config.pong_timeout;
-    let max_controls = client_config.queue_max_messages;
     let ping_bytes = ping_message(protocol);
 
     let mut timers = Timers {
@@ -166,7 +177,7 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
         // The session is here (no work in flight): give it the next control request, and take
         // back whatever finishes at once.
         while work.is_none()
-            && let Some(control) = controls.pop_front()
+            && let Some(control) = controls.as_mut().and_then(|c| c.pop_front())
         {
             let idle = session.take().expect("the session is here when no work is in flight");
             match start(idle, Job::Control(control)) {
@@ -178,6 +189,9 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
                 }
                 Err(in_flight) => work = Some(in_flight),
             }
+        }
+        if controls.as_ref().is_some_and(|c| c.is_empty()) {
+            controls = None;
         }
         if let Some(session) = &session {
             timers.expiry = session.next_expiry();
@@ -194,13 +208,11 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
                 shutting_down = true;
                 shared.outbox.close(Disconnect::SHUTDOWN);
             }
-            (back, result) = finish(&mut work) => {
-                work = None;
-                session = Some(back);
+            result = std::future::poll_fn(|cx| poll_work(cx, &mut work, &mut session)) => {
                 if let Err(disconnect) = result {
                     break Some(disconnect);
                 }
-                note_connected(&mut timers, session.as_ref(), ping_interval);
+                note_connected(&mut timers, session.as_deref(), ping_interval);
             }
             _ = shared.outbox.ready() => {
                 let writer = Writer { socket: &mut socket, protocol, max_frame, metrics };
@@ -209,7 +221,7 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
                 if let Err(disconnect) = Box::pin(writer.write_within(ping_interval, &shared, &mut controls)).await {
                     break disconnect;
                 }
-                if controls.len() > max_controls {
+                if controls.as_ref().is_some_and(|c| c.len() > app.config.client.queue_max_messages) {
                     // Control requests pile up behind work that does not finish: as slow.
                     break Some(Disconnect::SLOW);
                 }
@@ -260,7 +272,7 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
                         if let Err(disconnect) = result {
                             break Some(disconnect);
                         }
-                        note_connected(&mut timers, session.as_ref(), ping_interval);
+                        note_connected(&mut timers, session.as_deref(), ping_interval);
                     }
                     Err(in_flight) => work = Some(in_flight),
                 }
@@ -291,12 +303,15 @@ async fn run(app: Arc<AppState>, mut socket: Socket, protocol: Protocol) {
 
     // Work in flight finishes first (a store write or a broker call is bounded by its own
     // timeouts): the session has to leave the hub.
-    let mut session = match session {
-        Some(session) => session,
-        None => work.expect("the session is either here or in the work in flight").await.0,
-    };
+    if session.is_none()
+        && let Some(in_flight) = work.take()
+    {
+        session = Some(in_flight.await.0);
+    }
     // Leave the hub first: nothing more is queued to a connection that is going away.
-    session.close();
+    if let Some(session) = &mut session {
+        session.close();
+    }
     shared.outbox.close(disconnect.clone().unwrap_or(Disconnect::SHUTDOWN));
     if let Some(disconnect) = &disconnect {
         crate::metrics::disconnect(disconnect.code);
@@ -382,7 +397,7 @@ impl Writer<'_> {
         mut self,
         limit: Duration,
         shared: &ConnShared,
-        controls: &mut VecDeque<Control>,
+        controls: &mut Controls,
     ) -> Result<(), Option<Disconnect>> {
         tokio::select! {
             result = tokio::time::timeout(limit, self.write_pending(shared, controls)) => {
@@ -395,11 +410,7 @@ impl Writer<'_> {
     /// Drain and write until the outbox is empty (or a few rounds passed); control requests
     /// go to `controls`, for the session to run in order once it is free. `Err` ends the
     /// connection: `Some` with a close code to send, `None` when the socket is already gone.
-    async fn write_pending(
-        &mut self,
-        shared: &ConnShared,
-        controls: &mut VecDeque<Control>,
-    ) -> Result<(), Option<Disconnect>> {
+    async fn write_pending(&mut self, shared: &ConnShared, controls: &mut Controls) -> Result<(), Option<Disconnect>> {
         let mut items = VecDeque::new();
         for _ in 0..MAX_WRITE_ROUNDS {
             let closing = shared.outbox.take(&mut items);
@@ -423,7 +434,7 @@ impl Writer<'_> {
                         }
                         frame.extend_from_slice(&bytes);
                     }
-                    Item::Control(control) => controls.push_back(*control),
+                    Item::Control(control) => controls.get_or_insert_with(Box::default).push_back(*control),
                 }
             }
             if !frame.is_empty() {
