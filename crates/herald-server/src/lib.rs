@@ -10,6 +10,7 @@ mod broker;
 mod client;
 mod conn;
 mod disconnect;
+mod driver;
 mod durable;
 mod history;
 mod http;
