@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import WebSocket from 'ws';
+import { EventSource } from 'eventsource';
 import { Centrifuge as JsonCentrifuge } from 'centrifuge';
 import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 
@@ -207,6 +208,25 @@ export class Session {
       ...options,
     });
     c.frameLog = log;
+    this.clients.push(c);
+    return c;
+  }
+
+  /**
+   * A client over one HTTP transport ('http_stream' or 'sse'), with bidirectional emulation
+   * through /emulation, as centrifuge-js runs in a browser without WebSocket.
+   */
+  httpClient(transport, options = {}) {
+    const c = new this.codec.Centrifuge([{ transport, endpoint: `${HTTP}/connection/${transport}` }], {
+      fetch: globalThis.fetch,
+      readableStream: globalThis.ReadableStream,
+      eventsource: EventSource,
+      emulationEndpoint: `${HTTP}/emulation`,
+      debug: DEBUG,
+      timeout: 5000,
+      ...options,
+    });
+    c.frameLog = new FrameLog();
     this.clients.push(c);
     return c;
   }

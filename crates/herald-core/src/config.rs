@@ -141,7 +141,7 @@ pub struct ClientConfig {
     /// How long the server waits for the client's pong after a ping before disconnecting (3012).
     #[serde(with = "humantime_serde")]
     pub pong_timeout: Duration,
-    /// How long a newly opened WebSocket may stay without a connect command.
+    /// How long a newly opened connection may stay without a connect command.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Grace period after a connection's token expires before it is closed (3005) if not refreshed.
@@ -173,6 +173,13 @@ pub struct ClientConfig {
     pub personal_channel_namespace: String,
     /// Most commands handled concurrently per connection before the client is throttled (111).
     pub max_commands_per_frame: usize,
+    /// Frames of commands posted to `/emulation` that may wait for one HTTP-streaming or SSE
+    /// connection; a post finding the queue full waits up to the ping interval, then gets 429.
+    pub emulation_max_queued_frames: usize,
+    /// Origins browsers may connect from (every transport and `/emulation` check the `Origin`
+    /// header). Entries are full origins (`https://app.example.com`) or `*` for any. Empty
+    /// allows only requests without an `Origin` header or from the server's own origin.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ClientConfig {
@@ -197,6 +204,8 @@ impl Default for ClientConfig {
             user_subscribe_to_personal: false,
             personal_channel_namespace: String::new(),
             max_commands_per_frame: 100,
+            emulation_max_queued_frames: 16,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -495,6 +504,7 @@ impl Config {
             ("client.history_max_limit", client.history_max_limit, 1),
             ("client.max_tags_filter_nodes", client.max_tags_filter_nodes, 1),
             ("client.max_commands_per_frame", client.max_commands_per_frame, 1),
+            ("client.emulation_max_queued_frames", client.emulation_max_queued_frames, 1),
         ] {
             if value < min {
                 problems.push(format!("{key} must be at least {min}"));

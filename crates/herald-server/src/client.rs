@@ -41,10 +41,30 @@ struct SubState {
     expire_at: Option<i64>,
 }
 
+/// How the client is carried, as far as the protocol cares.
+#[derive(Clone, Debug)]
+pub enum Carrier {
+    /// A bidirectional WebSocket.
+    WebSocket,
+    /// Bidirectional emulation over an HTTP stream or SSE: later commands arrive through
+    /// `/emulation` with this session id and this node's id, both in the connect result.
+    Emulated { session: Arc<str> },
+    /// A uni-directional transport: pushes only, no pongs.
+    Unidirectional { session: Arc<str> },
+}
+
+/// Why a uni-directional connect was refused: a command error code or a disconnect.
+#[derive(Debug)]
+pub enum Refusal {
+    Error(ErrorCode),
+    Disconnect(Disconnect),
+}
+
 /// A connection's protocol state machine.
 pub struct Session {
     pub shared: Arc<ConnShared>,
     app: Arc<AppState>,
+    carrier: Carrier,
     connected: bool,
     expire_at: Option<i64>,
     subs: HashMap<Arc<str>, SubState>,
@@ -69,12 +89,13 @@ impl From<ErrorCode> for CommandError {
 }
 
 impl Session {
-    pub fn new(app: Arc<AppState>, protocol: Protocol) -> Self {
+    pub fn new(app: Arc<AppState>, protocol: Protocol, carrier: Carrier) -> Self {
         let client = &app.config.client;
         let limits = OutboxLimits { max_bytes: client.queue_max_bytes, max_messages: client.queue_max_messages };
         Self {
             shared: Arc::new(ConnShared::new(protocol, limits)),
             app,
+            carrier,
             connected: false,
             expire_at: None,
             subs: HashMap::new(),
@@ -87,6 +108,20 @@ impl Session {
 
     pub fn is_connected(&self) -> bool {
         self.connected
+    }
+
+    /// Connect a uni-directional client from its bare connect request. On success the connect
+    /// push is the first thing queued; on refusal nothing is, and the transport answers.
+    pub async fn connect_unidirectional(&mut self, req: ConnectRequest) -> Result<(), Refusal> {
+        let started = Instant::now();
+        let result = self.connect(0, req).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        crate::metrics::command("connect", outcome, started.elapsed());
+        match result {
+            Ok(_) => Ok(()),
+            Err(CommandError::Reply(code)) => Err(Refusal::Error(code)),
+            Err(CommandError::Disconnect(disconnect)) => Err(Refusal::Disconnect(disconnect)),
+        }
     }
 
     /// Handle one incoming frame. Returns the disconnect that must end the connection, if any.
@@ -254,6 +289,11 @@ impl Session {
         }
 
         let (expires, ttl) = self.ttl_of(self.expire_at, now);
+        let (session, node, pong) = match &self.carrier {
+            Carrier::WebSocket => (String::new(), String::new(), true),
+            Carrier::Emulated { session } => (session.to_string(), self.app.node_id.clone(), true),
+            Carrier::Unidirectional { session } => (session.to_string(), String::new(), false),
+        };
         let result = ConnectResult {
             client: self.shared.id.to_string(),
             version: VERSION.to_owned(),
@@ -261,7 +301,9 @@ impl Session {
             ttl,
             subs,
             ping: client_config.ping_interval.as_secs() as u32,
-            pong: true,
+            pong,
+            session,
+            node,
             ..Default::default()
         };
         // Queue the connect reply ahead of pushes its server-side subscriptions may have queued.

@@ -52,6 +52,9 @@ pub(crate) trait Transport: Send + 'static {
     /// Whether the client answers pings. Uni-directional clients cannot: their pings are
     /// keep-alives only and no pong deadline runs.
     const PONGS: bool = true;
+    /// Whether each message leaves in a batch of its own (one WebSocket frame per push for
+    /// clients without an SDK, which expect one JSON document per frame).
+    const ONE_MESSAGE_PER_BATCH: bool = false;
     /// Bytes every batch starts with, for the transport's own header (the WebSocket frame
     /// header is written into them).
     const HEADER_ROOM: usize = 0;
@@ -366,6 +369,9 @@ impl<T: Transport> Writer<'_, T> {
                             batch.resize(T::HEADER_ROOM, 0);
                         }
                         self.transport.append(&mut batch, &bytes);
+                        if T::ONE_MESSAGE_PER_BATCH {
+                            self.write_batch(&mut batch).await.map_err(|_| None)?;
+                        }
                     }
                     Item::Control(control) => controls.get_or_insert_with(Box::default).push_back(*control),
                 }

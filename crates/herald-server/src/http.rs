@@ -24,8 +24,18 @@ use crate::state::{AppState, ConnectionSlot};
 
 pub fn router(app: Arc<AppState>) -> Router {
     let management = crate::webhooks::management_router(&app);
-    let router = Router::new()
+    // The realtime doors, behind the browser-origin check.
+    let transports = Router::new()
         .route("/connection/websocket", any(crate::ws::handler))
+        .route("/connection/uni_websocket", any(crate::ws::uni_handler))
+        .route("/connection/http_stream", any(crate::stream::http_stream))
+        .route("/connection/sse", any(crate::stream::sse))
+        .route("/connection/uni_sse", any(crate::stream::uni_sse))
+        .route("/connection/uni_http_stream", any(crate::stream::uni_http_stream))
+        .route("/emulation", any(crate::emulation::handler))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), crate::cors::check));
+    let router = Router::new()
+        .merge(transports)
         .route("/api/{method}", post(crate::api::handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

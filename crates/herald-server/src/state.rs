@@ -37,6 +37,8 @@ pub struct AppState {
     pub node_id: String,
     /// Open TCP connections, upgraded WebSockets included (`server.max_connections`).
     pub open_connections: Arc<AtomicUsize>,
+    /// HTTP-streaming and SSE sessions that `/emulation` posts commands to.
+    pub emulation: crate::emulation::Sessions,
     draining: AtomicBool,
 }
 
@@ -68,6 +70,7 @@ impl AppState {
             started: Instant::now(),
             node_id: uuid::Uuid::new_v4().to_string(),
             open_connections: Arc::new(AtomicUsize::new(0)),
+            emulation: Default::default(),
             draining: AtomicBool::new(false),
         }))
     }

@@ -8,12 +8,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use herald_protocol::Protocol;
 use hyper_util::rt::TokioIo;
 
-use crate::client::Session;
+use crate::client::{Carrier, Refusal, Session};
 use crate::disconnect::Disconnect;
 use crate::driver::{GOODBYE_TIMEOUT, Inbound, Transport};
 use crate::state::AppState;
@@ -21,7 +21,106 @@ use crate::websocket::{self, HEADER_ROOM, Limits, Opcode, Received, WebSocket, W
 
 type Socket = WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
 
-pub async fn handler(State(app): State<Arc<AppState>>, mut request: Request) -> Response {
+/// `/connection/websocket`: the bidirectional Centrifugo protocol.
+pub async fn handler(State(app): State<Arc<AppState>>, request: Request) -> Response {
+    let wants_protobuf = request
+        .headers()
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .any(|p| p.to_str().is_ok_and(|s| s.split(',').any(|p| p.trim() == Protocol::PROTOBUF_SUBPROTOCOL)));
+    let protocol = if wants_protobuf { Protocol::Protobuf } else { Protocol::Json };
+    upgrade(app, request, protocol, move |app, socket| async move {
+        let session = Box::new(Session::new(app.clone(), protocol, Carrier::WebSocket));
+        crate::driver::run(app, WsTransport::<false> { socket, protocol }, session).await
+    })
+}
+
+/// `/connection/uni_websocket`: a bare connect request in (the `cf_connect` query parameter,
+/// or else the first message), JSON pushes out, one per frame; later messages are ignored.
+/// With `cf_connect` the connect happens before the upgrade, so a refusal is an HTTP error.
+pub async fn uni_handler(
+    State(app): State<Arc<AppState>>,
+    Query(query): Query<crate::stream::ConnectQuery>,
+    request: Request,
+) -> Response {
+    let new_session = |app: &Arc<AppState>| {
+        let id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
+        Box::new(Session::new(app.clone(), Protocol::Json, Carrier::Unidirectional { session: id }))
+    };
+    let connected = match query.cf_connect {
+        Some(text) => {
+            let request = match crate::stream::parse_connect_request(text.as_bytes()) {
+                Ok(request) => request,
+                Err(message) => return crate::respond::json_error(http::StatusCode::BAD_REQUEST, &message),
+            };
+            let mut session = new_session(&app);
+            if let Err(refusal) = session.connect_unidirectional(request).await {
+                session.close();
+                return crate::stream::refusal_response(refusal);
+            }
+            Some(session)
+        }
+        None => None,
+    };
+    upgrade(app, request, Protocol::Json, move |app, mut socket| async move {
+        let session = match connected {
+            Some(session) => session,
+            None => {
+                let mut session = new_session(&app);
+                if let Err(disconnect) = connect_from_first_message(&app, &mut socket, &mut session).await {
+                    session.close();
+                    crate::metrics::disconnect(disconnect.code);
+                    let _ = close_quietly(&mut socket, disconnect.code, &disconnect.reason).await;
+                    return;
+                }
+                session
+            }
+        };
+        crate::driver::run(app, WsTransport::<true> { socket, protocol: Protocol::Json }, session).await
+    })
+}
+
+/// Uni WebSocket without `cf_connect`: the first message is the connect request, within
+/// `client.connect_timeout`.
+async fn connect_from_first_message(
+    app: &AppState,
+    socket: &mut Socket,
+    session: &mut Session,
+) -> Result<(), Disconnect> {
+    let first = tokio::time::timeout(app.config.client.connect_timeout, async {
+        loop {
+            match socket.recv().await {
+                Ok(Received::Text | Received::Binary) => return Some(socket.message().to_vec()),
+                Ok(Received::Ping) => {
+                    let payload = socket.message().to_vec();
+                    socket.send_control(Opcode::Pong, &payload).await.ok()?;
+                }
+                Ok(Received::Pong) => {}
+                Ok(Received::Close(_) | Received::Eof) | Err(_) => return None,
+            }
+        }
+    })
+    .await
+    .map_err(|_| Disconnect::STALE)?
+    .ok_or(Disconnect::BAD_REQUEST)?;
+    let request = crate::stream::parse_connect_request(&first).map_err(|_| Disconnect::BAD_REQUEST)?;
+    session.connect_unidirectional(request).await.map_err(|refusal| match refusal {
+        Refusal::Disconnect(disconnect) => disconnect,
+        Refusal::Error(code) => match code.code {
+            100 => Disconnect::SERVER_ERROR,
+            109 => Disconnect::EXPIRED,
+            101 => Disconnect::INVALID_TOKEN,
+            _ => Disconnect::BAD_REQUEST,
+        },
+    })
+}
+
+/// Answer a WebSocket handshake, and run `connection` on the upgraded socket.
+fn upgrade<F, Fut>(app: Arc<AppState>, mut request: Request, protocol: Protocol, connection: F) -> Response
+where
+    F: FnOnce(Arc<AppState>, Socket) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     if app.is_draining() {
         return crate::respond::json_error(http::StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
@@ -32,13 +131,7 @@ pub async fn handler(State(app): State<Arc<AppState>>, mut request: Request) -> 
             return crate::respond::json_error(error.status(), &error.to_string());
         }
     };
-    let wants_protobuf = request
-        .headers()
-        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .any(|p| p.to_str().is_ok_and(|s| s.split(',').any(|p| p.trim() == Protocol::PROTOBUF_SUBPROTOCOL)));
-    let protocol = if wants_protobuf { Protocol::Protobuf } else { Protocol::Json };
-    if wants_protobuf {
+    if protocol == Protocol::Protobuf {
         headers.insert(
             http::header::SEC_WEBSOCKET_PROTOCOL,
             http::HeaderValue::from_static(Protocol::PROTOBUF_SUBPROTOCOL),
@@ -58,9 +151,7 @@ pub async fn handler(State(app): State<Arc<AppState>>, mut request: Request) -> 
                 // The HTTP connection's slot was released when it handed the socket over; hold
                 // one here.
                 let _slot = crate::state::ConnectionSlot::acquire(&app.open_connections, usize::MAX);
-                let transport = WsTransport { socket: WebSocket::new(TokioIo::new(upgraded), limits), protocol };
-                let session = Box::new(Session::new(app.clone(), protocol));
-                crate::driver::run(app, transport, session).await
+                connection(app, WebSocket::new(TokioIo::new(upgraded), limits)).await
             }
             Err(error) => tracing::debug!(%error, "WebSocket upgrade failed."),
         }
@@ -70,14 +161,18 @@ pub async fn handler(State(app): State<Arc<AppState>>, mut request: Request) -> 
     response
 }
 
-/// The bidirectional WebSocket: frames of commands in, frames of replies and pushes out.
-struct WsTransport {
+/// A WebSocket connection. Bidirectional: frames of commands in, frames of replies and pushes
+/// out. Uni-directional (`UNI`): client messages are ignored, one bare push per frame out, and
+/// no pongs are expected (the pings are keep-alives).
+struct WsTransport<const UNI: bool> {
     socket: Socket,
     protocol: Protocol,
 }
 
-impl Transport for WsTransport {
+impl<const UNI: bool> Transport for WsTransport<UNI> {
     type Event = Result<Received, WsError>;
+    const PONGS: bool = !UNI;
+    const ONE_MESSAGE_PER_BATCH: bool = UNI;
     const HEADER_ROOM: usize = HEADER_ROOM;
 
     async fn recv(&mut self) -> Self::Event {
@@ -126,6 +221,7 @@ impl Transport for WsTransport {
     }
 
     fn append(&mut self, batch: &mut Vec<u8>, message: &[u8]) {
+        let message = if UNI { crate::stream::unwrap_push(message) } else { message };
         if batch.len() > HEADER_ROOM && self.protocol == Protocol::Json {
             batch.push(b'\n');
         }
