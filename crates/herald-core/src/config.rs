@@ -510,6 +510,13 @@ impl Config {
                 problems.push(format!("{key} must be at least {min}"));
             }
         }
+        for origin in &client.allowed_origins {
+            if !is_origin_entry(origin) {
+                problems.push(format!(
+                    "client.allowed_origins: `{origin}` is not an origin (scheme://host[:port], no path) or `*`"
+                ));
+            }
+        }
         if let Some(key) = &client.token.rsa_public_key
             && jsonwebtoken::DecodingKey::from_rsa_pem(key.as_bytes()).is_err()
         {
@@ -648,6 +655,19 @@ fn parse_env_value(raw: &str) -> toml::Value {
     }
 }
 
+/// `*`, or an origin as browsers send it: `scheme://host[:port]`, nothing after.
+fn is_origin_entry(entry: &str) -> bool {
+    if entry == "*" {
+        return true;
+    }
+    let Some((scheme, host)) = entry.split_once("://") else { return false };
+    let host = host.strip_suffix('/').unwrap_or(host);
+    !scheme.is_empty()
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !host.is_empty()
+        && !host.contains(['/', '?', '#', ' ', '@'])
+}
+
 fn set_path(root: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
     let (last, parents) = path.split_last().ok_or("empty key")?;
     let mut table = root;
@@ -675,6 +695,24 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn allowed_origins_must_be_origins() {
+        let ok = Config::from_toml_and_env(
+            "[client]\nallowed_origins = [\"https://app.example.com\", \"http://127.0.0.1:3000\", \"*\"]",
+            env(&[]),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        for bad in ["app.example.com", "https://app.example.com/path", "https://", "://x"] {
+            let text = format!("[client]\nallowed_origins = [\"{bad}\"]");
+            let Err(ConfigError::Invalid(problems)) = Config::from_toml_and_env(&text, env(&[])) else {
+                panic!("{bad} accepted");
+            };
+            assert!(problems.iter().any(|p| p.contains("client.allowed_origins")), "{problems:?}");
+        }
+        let from_env = Config::from_toml_and_env("", env(&[("HERALD_CLIENT__ALLOWED_ORIGINS", "[\"http://a:1\"]")]));
+        assert_eq!(from_env.map(|c| c.client.allowed_origins).ok(), Some(vec!["http://a:1".to_owned()]));
     }
 
     #[test]

@@ -84,6 +84,13 @@ pub fn base_config() -> Config {
         delta_publish = true
         allow_tags_filter = true
         [[channel.namespaces]]
+        # Server-side subscriptions here are recoverable without asking (uni-directional
+        # clients, Last-Event-ID).
+        name = "live"
+        history_size = 100
+        history_ttl = "60s"
+        force_recovery = true
+        [[channel.namespaces]]
         name = "pub"
         allow_subscribe_for_client = true
         allow_subscribe_for_anonymous = true

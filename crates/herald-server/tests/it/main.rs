@@ -8,4 +8,5 @@ mod helpers;
 mod history;
 mod lifecycle;
 mod pubsub;
+mod streams;
 mod webhooks;
