@@ -46,6 +46,9 @@ export HERALD_SERVER__LISTEN="127.0.0.1:$port"
 # The second server: same config, but webhooks.header_style = "svix".
 svix_port=$((port + 1))
 export CONFORMANCE_HTTP_SVIX_HEADERS="http://127.0.0.1:$svix_port"
+# The browser test serves its page from this port: a cross-origin page that Herald must allow.
+page_port=$((port + 2))
+export CONFORMANCE_PAGE_PORT="$page_port"
 
 log() { echo "conformance: $*" >&2; }
 
@@ -99,6 +102,18 @@ install_python() {
   echo "$want" > "$venv/.conformance-stamp"
 }
 
+# The browser test drives Debian's Chromium (never a downloaded browser).
+if [[ "$only" != "python" && ! -x /usr/bin/chromium ]]; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get > /dev/null; then
+    log "installing chromium (apt-get) for the browser test"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq chromium > /dev/null 2>&1 \
+      || { apt-get update -qq > /dev/null 2>&1 && apt-get install -y -qq chromium > /dev/null 2>&1; } || true
+  fi
+  if [[ ! -x /usr/bin/chromium ]]; then
+    log "!!! WARNING: /usr/bin/chromium is not installed and could not be installed: the browser test is SKIPPED !!!"
+  fi
+fi
 if [[ "$only" != "python" ]]; then install_node; fi
 if [[ "$only" != "node" ]]; then install_python; fi
 
@@ -143,7 +158,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for p in "$port" "$svix_port"; do
+for p in "$port" "$svix_port" "$page_port"; do
   if (exec 3<> "/dev/tcp/127.0.0.1/$p") 2> /dev/null; then
     log "something already listens on port $p; stop it or set CONFORMANCE_PORT (uses it and the next port)"
     exit 2
@@ -176,7 +191,8 @@ start_server() {
   exit 1
 }
 
-start_server "$port" "$server_log" "$workdir/data"
+start_server "$port" "$server_log" "$workdir/data" \
+  HERALD_CLIENT__ALLOWED_ORIGINS="[\"http://127.0.0.1:$page_port\"]"
 start_server "$svix_port" "$svix_server_log" "$workdir/data-svix-headers" HERALD_WEBHOOKS__HEADER_STYLE=svix
 
 # ---------------------------------------------------------------------------------------
@@ -186,6 +202,12 @@ status=0
 if [[ "$only" != "python" ]]; then
   log "running centrifuge-js and svix (node) tests (node --test)"
   if ! (cd "$here/node" && node --test --test-concurrency=4 --test-reporter=spec test/*.test.mjs); then
+    status=1
+  fi
+fi
+if [[ "$only" != "python" ]]; then
+  log "running curl against the uni-directional HTTP transports (shell/uni_curl.sh)"
+  if ! "$here/shell/uni_curl.sh"; then
     status=1
   fi
 fi

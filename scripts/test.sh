@@ -27,8 +27,9 @@ ensure_tool() {
   fi
 }
 
-step "tools the suite drives (wrk for the server API benchmark)"
+step "tools the suite drives (wrk for the server API benchmark, curl for the uni-directional transports)"
 ensure_tool wrk wrk
+ensure_tool curl curl
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

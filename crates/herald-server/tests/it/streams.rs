@@ -405,3 +405,36 @@ async fn browser_origins_are_checked_on_every_transport() {
         .expect("reachable");
     assert_eq!(same.status(), 200);
 }
+
+#[tokio::test]
+async fn an_sse_client_that_stops_reading_is_dropped_as_slow_and_costs_nothing_more() {
+    let mut config = base_config();
+    config.client.queue_max_messages = 16;
+    config.client.queue_max_bytes = 256 * 1024;
+    let app = TestApp::start_with(config).await;
+    let token = channels_token(&app, "slow", &["chat:slow"]);
+    let url = with_query(
+        &format!("http://{}/connection/uni_sse", app.addr),
+        "cf_connect",
+        &json!({ "token": token }).to_string(),
+    );
+    let response = app.http.get(url).send().await.expect("reachable");
+    assert_eq!(response.status(), 200);
+    // Not read meanwhile: once the socket buffers are full the queue fills, and passes its bound.
+    let big = "x".repeat(60_000);
+    let published = 200;
+    for n in 0..published {
+        app.publish("chat:slow", json!({ "n": n, "pad": big })).await;
+    }
+    let mut stream = Stream::new(response, true);
+    let mut received = 0;
+    while let Ok(Some(chunk)) = tokio::time::timeout(WAIT * 2, stream.response.chunk()).await.expect("the stream ends")
+    {
+        received += chunk.windows(7).filter(|w| w == b"\"pub\":{").count();
+    }
+    assert!(received < published, "the slow client was dropped before it got all {published}: got {received}");
+    // The hub forgot it: a new publication reaches nobody.
+    let (status, body) = app.api("channels", json!({})).await;
+    assert_eq!(status, 200);
+    assert!(body["result"]["channels"].get("chat:slow").is_none(), "no subscriber left: {body}");
+}
