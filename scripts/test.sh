@@ -31,6 +31,24 @@ step "tools the suite drives (wrk for the server API benchmark, curl for the uni
 ensure_tool wrk wrk
 ensure_tool curl curl
 
+# ensure_postgres: the PostgreSQL store's tests use the machine's PostgreSQL (127.0.0.1:5432,
+# database test, a schema per test). Start it when it is installed but stopped.
+ensure_postgres() {
+  command -v pg_isready > /dev/null && pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+  if command -v pg_ctlcluster > /dev/null && [[ -d /etc/postgresql ]]; then
+    echo "starting PostgreSQL (pg_ctlcluster)" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start > /dev/null 2>&1 || true
+    for _ in $(seq 1 50); do
+      pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+      sleep 0.2
+    done
+  fi
+  echo "!!! WARNING: PostgreSQL is not running on 127.0.0.1:5432 and could not be started: the PostgreSQL store tests will FAIL !!!" >&2
+}
+
+step "services the tests use (PostgreSQL)"
+ensure_postgres
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 (cd fuzz && cargo fmt -- --check)

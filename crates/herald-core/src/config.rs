@@ -241,8 +241,25 @@ pub struct ChannelConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct StoreConfig {
+    /// Which database holds durable state: the embedded SQLite (one node) or PostgreSQL
+    /// (several nodes sharing one event log).
+    pub backend: StoreBackend,
     /// Directory holding the SQLite database (`herald.db`) and its WAL.
     pub data_dir: std::path::PathBuf,
+    /// PostgreSQL connection URL (`postgres://user:password@host:5432/db`); required with
+    /// `backend = "postgres"`. Secret: it may hold a password, and is never logged or shown.
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub postgres_url: Option<SecretString>,
+    /// PostgreSQL schema holding Herald's tables (created if missing).
+    pub postgres_schema: String,
+    /// PostgreSQL connections in the pool of each node.
+    pub pool_size: usize,
+    /// How long opening a PostgreSQL connection may take.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest a PostgreSQL statement may run (set on every connection).
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
     /// Most writes group-committed in one transaction.
     pub max_batch: usize,
     /// Most writes waiting for the writer; callers beyond it wait (backpressure).
@@ -257,13 +274,30 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            backend: StoreBackend::Sqlite,
             data_dir: std::path::PathBuf::from("./herald-data"),
+            postgres_url: None,
+            postgres_schema: "herald".to_owned(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
             max_batch: 1000,
             queue_capacity: 10_000,
             read_connections: 4,
             prune_interval: Duration::from_secs(60),
         }
     }
+}
+
+/// The store's database.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded SQLite database in `store.data_dir`.
+    #[default]
+    Sqlite,
+    /// PostgreSQL at `store.postgres_url`.
+    Postgres,
 }
 
 /// Webhook delivery.
@@ -552,6 +586,34 @@ impl Config {
                 problems.push(format!("webhooks.allow_networks[{idx}] `{net}` is not a CIDR like 127.0.0.0/8"));
             }
         }
+        if self.store.backend == StoreBackend::Postgres {
+            match &self.store.postgres_url {
+                None => problems.push("store.postgres_url is required with store.backend = \"postgres\"".to_owned()),
+                Some(url) => {
+                    let url = secrecy::ExposeSecret::expose_secret(url);
+                    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                        problems.push("store.postgres_url must start with postgres:// or postgresql://".to_owned());
+                    }
+                }
+            }
+            if self.store.pool_size == 0 {
+                problems.push("store.pool_size must be at least 1".to_owned());
+            }
+            if self.store.connect_timeout.is_zero() || self.store.statement_timeout.is_zero() {
+                problems.push("store.connect_timeout and store.statement_timeout must be positive".to_owned());
+            }
+            let schema = &self.store.postgres_schema;
+            if schema.is_empty()
+                || schema.len() > 63
+                || !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                || schema.starts_with(|c: char| c.is_ascii_digit())
+            {
+                problems.push(
+                    "store.postgres_schema must be 1 to 63 characters of a-z, 0-9 and _, not starting with a digit"
+                        .to_owned(),
+                );
+            }
+        }
         if self.store.max_batch == 0 || self.store.queue_capacity == 0 || self.store.read_connections == 0 {
             problems
                 .push("store.max_batch, store.queue_capacity and store.read_connections must be at least 1".to_owned());
@@ -695,6 +757,27 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn postgres_backend_needs_a_url_and_keeps_it_secret() {
+        let Err(ConfigError::Invalid(problems)) =
+            Config::from_toml_and_env("[store]\nbackend = \"postgres\"", env(&[]))
+        else {
+            panic!("postgres without a URL accepted");
+        };
+        assert!(problems.iter().any(|p| p.contains("store.postgres_url is required")), "{problems:?}");
+        let bad_schema =
+            "[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://h/db\"\npostgres_schema = \"Bad-Name\"";
+        assert!(Config::from_toml_and_env(bad_schema, env(&[])).is_err());
+        let config = Config::from_toml_and_env(
+            "[store]\nbackend = \"postgres\"",
+            env(&[("HERALD_STORE__POSTGRES_URL", "postgres://herald:hunter2@db:5432/herald")]),
+        )
+        .expect("valid");
+        assert_eq!(config.store.backend, StoreBackend::Postgres);
+        let shown = toml::to_string(&config).expect("serializes");
+        assert!(!shown.contains("hunter2"), "the URL's password must not be shown: {shown}");
     }
 
     #[test]

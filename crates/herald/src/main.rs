@@ -28,6 +28,9 @@ fn store_path(config: &Config) -> PathBuf {
 
 /// Open (and migrate) the embedded store.
 fn open_store(config: &Config) -> anyhow::Result<Arc<dyn herald_store::Store>> {
+    if config.store.backend == herald_core::config::StoreBackend::Postgres {
+        anyhow::bail!("store.backend = \"postgres\" is not available in this build yet");
+    }
     let path = store_path(config);
     let sqlite = herald_store_sqlite::SqliteConfig {
         path: path.clone(),
