@@ -331,6 +331,12 @@ impl Session {
     }
 
     async fn subscribe(&mut self, id: u32, req: SubscribeRequest) -> CommandResult {
+        if req.r#type != 0 {
+            // Map and shared-poll subscriptions (Centrifugo 6) are not served: refuse them
+            // rather than hand the client a stream it did not ask for.
+            crate::metrics::bad_input("unsupported_subscription_type");
+            return Err(codes::ERROR_NOT_AVAILABLE.into());
+        }
         let options = self.check_channel(&req.channel)?;
         if self.subs.contains_key(req.channel.as_str()) {
             return Err(codes::ERROR_ALREADY_SUBSCRIBED.into());

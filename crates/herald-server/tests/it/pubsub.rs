@@ -410,3 +410,16 @@ async fn channels_and_info_reflect_subscriptions() {
     assert_eq!(node["num_subs"], json!(3), "{body}");
     let _ = Client::open;
 }
+
+#[tokio::test]
+async fn map_and_shared_poll_subscriptions_are_refused_not_served_as_streams() {
+    let app = TestApp::start().await;
+    let mut client = app.client("alice").await;
+    for kind in [1, 4] {
+        let reply = client.call(json!({ "subscribe": { "channel": "chat:typed", "type": kind } })).await;
+        assert_eq!(reply["error"]["code"], 108, "type {kind}: {reply}");
+    }
+    // The connection goes on, and a plain stream subscription works.
+    let reply = client.call(json!({ "subscribe": { "channel": "chat:typed" } })).await;
+    assert!(reply.get("subscribe").is_some(), "{reply}");
+}
