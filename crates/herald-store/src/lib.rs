@@ -61,6 +61,14 @@ pub trait Store:
 {
     /// Cheap liveness check for `/readyz` (a trivial query).
     async fn health(&self) -> StoreResult<()>;
+
+    /// For a store that several nodes share: notified whenever any node commits new delivery
+    /// work (a message with deliveries, a resend, a recovery, a replay), so every node's
+    /// dispatcher wakes within milliseconds instead of at its next poll. `None` for a store
+    /// only this process writes: its own commits wake its dispatcher directly.
+    fn work_notify(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// Webhook applications, their endpoints (with secrets and health) and the global event types.

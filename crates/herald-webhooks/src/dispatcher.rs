@@ -156,6 +156,19 @@ impl Dispatcher {
         let mut housekeeping = tokio::time::interval_at(Instant::now() + HOUSEKEEPING_INTERVAL, HOUSEKEEPING_INTERVAL);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(workers = shared.config.workers, "Webhook dispatcher started.");
+        // Work committed by other nodes (a shared store's notifications) wakes this one too.
+        if let Some(remote) = shared.store.work_notify() {
+            let wake = Arc::clone(&shared.wake);
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = remote.notified() => wake.notify_one(),
+                    }
+                }
+            });
+        }
         while !shutdown.is_cancelled() {
             claim_round(&shared, &tracker, &shutdown).await;
             let next_poll = shared.next_poll();

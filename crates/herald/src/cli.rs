@@ -235,7 +235,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Take over SIGTERM before anything listens: a signal that arrives while starting drains
     // like any other instead of killing the process with the default action.
     let signals = Signals::register();
-    let store = crate::open_store(&config)?;
+    let store = crate::open_store(&config).await?;
     let listener = herald_server::Server::bind(&config).await?;
     let server = herald_server::Server::start_with_store(config, listener, Some(store))?;
     let token = server.shutdown_token();
@@ -323,9 +323,22 @@ fn token(
 }
 
 fn migrate(config: &Config) -> anyhow::Result<()> {
-    let path = crate::store_path(config);
-    let version = herald_store_sqlite::migrate(&path).with_context(|| format!("cannot migrate {}", path.display()))?;
-    println!("{}: schema version {version}", path.display());
+    match config.store.backend {
+        herald_core::config::StoreBackend::Sqlite => {
+            let path = crate::store_path(config);
+            let version =
+                herald_store_sqlite::migrate(&path).with_context(|| format!("cannot migrate {}", path.display()))?;
+            println!("{}: schema version {version}", path.display());
+        }
+        herald_core::config::StoreBackend::Postgres => {
+            let postgres = crate::postgres_config(config)?;
+            let schema = postgres.schema.clone();
+            let version = runtime()?
+                .block_on(herald_store_postgres::migrate(&postgres))
+                .with_context(|| format!("cannot migrate the PostgreSQL schema {schema}"))?;
+            println!("postgres schema {schema}: schema version {version}");
+        }
+    }
     Ok(())
 }
 

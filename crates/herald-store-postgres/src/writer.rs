@@ -1,0 +1,399 @@
+//! The writer task: group commit on PostgreSQL.
+//!
+//! Callers send jobs over a bounded channel (backpressure: a full queue makes `send` wait, it
+//! never grows without bound). The task waits for the first job, then takes whatever else is
+//! already queued, up to `max_batch`, takes a pooled connection and runs the lot in one
+//! transaction, each job inside its own SAVEPOINT so a failing job (a unique violation, a
+//! deadlock victim) rolls back alone and gets its error. Then it commits and only then answers
+//! every job: no caller hears "done" before its write is durable. While one batch commits the
+//! next one queues up, so the batch grows with the load by itself and no timer is needed.
+//!
+//! Savepoints cost a round trip, so they are merged with the job boundaries (`RELEASE
+//! SAVEPOINT job; SAVEPOINT job` is one simple-query round trip), and a batch of one job needs
+//! none: it either commits or rolls back whole.
+//!
+//! A batch in which a job created delivery work (see [`WriterHandle::write_waking`]) also runs
+//! `pg_notify` before COMMIT: PostgreSQL delivers the notification at commit, never for a
+//! rolled-back batch, to every node listening (this one too), and folds the notifications of
+//! one transaction into one.
+//!
+//! Durable-channel appends have a request kind of their own, as on SQLite: a run of
+//! consecutive appends in a batch is numbered and written by one `append_run` under one
+//! savepoint (each channel's row locked and bumped once for the run); if the run fails, it is
+//! rolled back and its requests are redone one savepoint each, so a bad one fails alone.
+//!
+//! The task ends when every [`WriterHandle`] is gone, after finishing what is queued. A batch
+//! runs to its end even if its callers went away (the task is never cancelled mid-batch), so a
+//! pooled connection never goes back to the pool inside a transaction.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use futures_util::FutureExt;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::channels::append_run;
+use super::rows::{Conn, DbResultExt, pool_error};
+use herald_store::{NewPublication, StoreError, StoreResult, StreamPosition, now_ms};
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the writer task is asked to do.
+pub(crate) enum Request {
+    /// Any write, as a closure.
+    Job(Box<dyn Job>),
+    /// Durable publications to append (batched with its neighbours; see the module doc).
+    Append(AppendRequest),
+}
+
+pub(crate) struct AppendRequest {
+    publications: Vec<NewPublication>,
+    outcome: Option<StoreResult<Vec<StreamPosition>>>,
+    reply: oneshot::Sender<StoreResult<Vec<StreamPosition>>>,
+}
+
+/// The answer for a caller whose own work succeeded (or never ran) once the commit is known.
+fn settle<T>(commit: Result<(), &StoreError>, outcome: Option<StoreResult<T>>) -> StoreResult<T> {
+    match (commit, outcome) {
+        (_, Some(Err(own))) => Err(own),
+        (Ok(()), Some(Ok(value))) => Ok(value),
+        (Ok(()), None) => Err(StoreError::Backend("the write was not run (it panicked)".to_owned())),
+        (Err(StoreError::Unavailable(detail)), _) => Err(StoreError::Unavailable(detail.clone())),
+        (Err(commit_error), _) => {
+            Err(StoreError::Unavailable(format!("the transaction could not be committed: {commit_error}")))
+        }
+    }
+}
+
+impl Request {
+    fn finish(self, commit: Result<(), &StoreError>) {
+        match self {
+            Request::Job(job) => job.finish(commit),
+            Request::Append(append) => {
+                // The caller may have gone away (a cancelled request); the write stands anyway.
+                let _ = append.reply.send(settle(commit, append.outcome));
+            }
+        }
+    }
+
+    fn succeeded(&self) -> bool {
+        match self {
+            Request::Job(job) => job.succeeded(),
+            Request::Append(append) => matches!(append.outcome, Some(Ok(_))),
+        }
+    }
+
+    fn wakes(&self) -> bool {
+        match self {
+            Request::Job(job) => job.wakes(),
+            Request::Append(_) => false,
+        }
+    }
+}
+
+/// One unit of work for the writer task.
+pub(crate) trait Job: Send {
+    /// Runs inside the batch's transaction (and the job's savepoint); returns whether it
+    /// succeeded.
+    fn run<'a>(&'a mut self, conn: &'a Conn) -> BoxFuture<'a, bool>;
+    fn succeeded(&self) -> bool;
+    /// Whether the job, having succeeded, created delivery work (the batch then notifies).
+    fn wakes(&self) -> bool;
+    /// Answers the caller once the batch is committed (`Ok`) or failed to commit (`Err`).
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+/// A closure job: its result goes back over a oneshot.
+struct FnJob<T, F> {
+    work: Option<F>,
+    wake: fn(&T) -> bool,
+    outcome: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Job for FnJob<T, F>
+where
+    T: Send,
+    F: for<'c> FnOnce(&'c Conn) -> BoxFuture<'c, StoreResult<T>> + Send,
+{
+    fn run<'a>(&'a mut self, conn: &'a Conn) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(work) = self.work.take() else { return false };
+            let outcome = AssertUnwindSafe(async move { work(conn).await })
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Backend("the write job panicked".to_owned())));
+            let ok = outcome.is_ok();
+            self.outcome = Some(outcome);
+            ok
+        })
+    }
+
+    fn succeeded(&self) -> bool {
+        matches!(self.outcome, Some(Ok(_)))
+    }
+
+    fn wakes(&self) -> bool {
+        matches!(&self.outcome, Some(Ok(value)) if (self.wake)(value))
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let this = *self;
+        // The caller may have gone away (a cancelled request); the write stands anyway.
+        let _ = this.reply.send(settle(commit, this.outcome));
+    }
+}
+
+/// The sending side, held by the store. The task ends when it is dropped, after finishing
+/// what is queued.
+pub(crate) struct WriterHandle {
+    sender: mpsc::Sender<Request>,
+}
+
+/// What the writer task needs besides its queue.
+pub(crate) struct WriterSetup {
+    pub(crate) pool: Pool,
+    pub(crate) max_batch: usize,
+    pub(crate) queue_capacity: usize,
+    /// The LISTEN/NOTIFY channel of this schema.
+    pub(crate) notify_channel: String,
+    /// Key of the advisory lock that orders writer batches across nodes (per schema).
+    pub(crate) writer_lock: String,
+    /// Woken at once after a commit that created delivery work (the notification reaches the
+    /// other nodes, and this one again, through the listener).
+    pub(crate) local_wake: Arc<Notify>,
+}
+
+impl WriterHandle {
+    /// Start the writer task on the current runtime.
+    pub(crate) fn spawn(setup: WriterSetup) -> Self {
+        let (sender, receiver) = mpsc::channel(setup.queue_capacity.max(1));
+        tokio::spawn(writer_loop(setup, receiver));
+        Self { sender }
+    }
+
+    /// Run `work` in the next group commit; resolves once it is committed.
+    pub(crate) async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c Conn) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        self.write_waking(work, |_| false).await
+    }
+
+    /// Like [`Self::write`]; when `wake` says the result created delivery work, the batch
+    /// notifies every node's dispatcher at commit.
+    pub(crate) async fn write_waking<T, F>(&self, work: F, wake: fn(&T) -> bool) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c Conn) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(FnJob { work: Some(work), wake, outcome: None, reply });
+        self.send(Request::Job(job)).await?;
+        answer.await.map_err(|_| StoreError::Unavailable("the store writer stopped before answering".to_owned()))?
+    }
+
+    /// Append durable publications in the next group commit; resolves once they are committed.
+    pub(crate) async fn append(&self, publications: Vec<NewPublication>) -> StoreResult<Vec<StreamPosition>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Append(AppendRequest { publications, outcome: None, reply })).await?;
+        answer.await.map_err(|_| StoreError::Unavailable("the store writer stopped before answering".to_owned()))?
+    }
+
+    async fn send(&self, request: Request) -> StoreResult<()> {
+        self.sender.send(request).await.map_err(|_| StoreError::Unavailable("the store writer has stopped".to_owned()))
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+async fn writer_loop(setup: WriterSetup, mut receiver: mpsc::Receiver<Request>) {
+    let max_batch = setup.max_batch.max(1);
+    let mut batch: Vec<Request> = Vec::with_capacity(max_batch.min(1024));
+    while let Some(first) = receiver.recv().await {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match receiver.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        run_batch(&setup, &mut batch).await;
+    }
+}
+
+fn fail_all(batch: &mut Vec<Request>, error: &StoreError) {
+    for request in batch.drain(..) {
+        request.finish(Err(error));
+    }
+}
+
+/// Runs every request of `batch` in one transaction and answers them all; leaves `batch` empty.
+async fn run_batch(setup: &WriterSetup, batch: &mut Vec<Request>) {
+    let conn = match setup.pool.get().await {
+        Ok(conn) => conn,
+        Err(error) => {
+            let error = pool_error(error);
+            tracing::warn!(error = %error, "The store writer cannot get a PostgreSQL connection.");
+            return fail_all(batch, &error);
+        }
+    };
+    let outcome = run_transaction(&conn, setup, batch).await;
+    match outcome {
+        Ok(commit) => {
+            let wake = commit.is_ok() && batch.iter().any(Request::wakes);
+            for request in batch.drain(..) {
+                request.finish(commit.as_ref().map(|_| ()));
+            }
+            if wake {
+                setup.local_wake.notify_waiters();
+                setup.local_wake.notify_one();
+            }
+        }
+        Err(error) => {
+            // The transaction's state is unknown: never hand this connection out again.
+            let _ = conn.batch_execute("ROLLBACK").await;
+            drop(deadpool_postgres::Object::take(conn));
+            fail_all(batch, &error);
+        }
+    }
+}
+
+/// BEGIN, the requests, then COMMIT (or ROLLBACK when nothing succeeded). `Err` when the
+/// transaction machinery itself failed; `Ok(commit)` otherwise, with the commit's outcome.
+async fn run_transaction(
+    conn: &Conn,
+    setup: &WriterSetup,
+    batch: &mut [Request],
+) -> StoreResult<Result<(), StoreError>> {
+    conn.batch_execute("BEGIN").await.db()?;
+    if batch.iter().any(|request| matches!(request, Request::Job(_))) {
+        // One writer batch at a time across the cluster may change endpoint queues. A batch's
+        // jobs lock ordered endpoints' rows one job after another, in no global order, and hold
+        // them to the commit; two nodes' batches could then wait on each other (deadlock,
+        // PostgreSQL kills one). This lock, taken first, orders them. Claims never wait on
+        // anything (SKIP LOCKED) and batches of durable-channel appends lock channel rows in
+        // name order, so neither needs it.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&setup.writer_lock]).await.db()?;
+    }
+    let savepoints = batch.len() > 1;
+    if savepoints {
+        conn.batch_execute("SAVEPOINT job").await.db()?;
+    }
+    run_requests(conn, batch, savepoints).await?;
+    if savepoints {
+        conn.batch_execute("RELEASE SAVEPOINT job").await.db()?;
+    }
+    if !batch.iter().any(Request::succeeded) {
+        conn.batch_execute("ROLLBACK").await.db()?;
+        return Ok(Ok(()));
+    }
+    if batch.iter().any(Request::wakes) {
+        conn.execute("SELECT pg_notify($1, '')", &[&setup.notify_channel]).await.db()?;
+    }
+    match conn.batch_execute("COMMIT").await.db() {
+        Ok(()) => Ok(Ok(())),
+        Err(error) => {
+            tracing::warn!(error = %error, "A store batch could not be committed.");
+            Err(error)
+        }
+    }
+}
+
+/// Moves from one request's savepoint to the next one's: keeps the work of a request that
+/// succeeded, drops that of one that failed. One round trip.
+async fn next_savepoint(conn: &Conn, ok: bool) -> StoreResult<()> {
+    let sql = if ok {
+        "RELEASE SAVEPOINT job; SAVEPOINT job"
+    } else {
+        "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; SAVEPOINT job"
+    };
+    conn.batch_execute(sql).await.db()
+}
+
+/// Runs the requests in order: jobs one savepoint each, runs of appends together.
+async fn run_requests(conn: &Conn, batch: &mut [Request], savepoints: bool) -> StoreResult<()> {
+    let mut idx = 0;
+    while idx < batch.len() {
+        let run_len = batch[idx..].iter().take_while(|request| matches!(request, Request::Append(_))).count();
+        if run_len == 0 {
+            if let Request::Job(job) = &mut batch[idx] {
+                let ok = job.run(conn).await;
+                if savepoints {
+                    next_savepoint(conn, ok).await?;
+                }
+            }
+            idx += 1;
+            continue;
+        }
+        let mut run: Vec<&mut AppendRequest> = batch[idx..idx + run_len]
+            .iter_mut()
+            .filter_map(|request| match request {
+                Request::Append(append) => Some(append),
+                Request::Job(_) => None,
+            })
+            .collect();
+        run_appends(conn, &mut run, savepoints).await?;
+        idx += run_len;
+    }
+    Ok(())
+}
+
+async fn run_appends(conn: &Conn, run: &mut [&mut AppendRequest], savepoints: bool) -> StoreResult<()> {
+    let now = now_ms();
+    let together = {
+        let groups: Vec<&[NewPublication]> = run.iter().map(|append| append.publications.as_slice()).collect();
+        AssertUnwindSafe(append_run(conn, &groups, now))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Backend("the append panicked".to_owned())))
+    };
+    match together {
+        Ok(outcomes) => {
+            for (append, positions) in run.iter_mut().zip(outcomes) {
+                append.outcome = Some(Ok(positions));
+            }
+            if savepoints {
+                next_savepoint(conn, true).await?;
+            }
+            return Ok(());
+        }
+        Err(error) if !savepoints || run.len() == 1 => {
+            for append in run.iter_mut() {
+                append.outcome = Some(Err(clone_error(&error)));
+            }
+            if savepoints {
+                next_savepoint(conn, false).await?;
+            }
+            return Ok(());
+        }
+        Err(_) => next_savepoint(conn, false).await?,
+    }
+    // Something in the run failed: find out which, one savepoint per request.
+    for append in run.iter_mut() {
+        let result = AssertUnwindSafe(append_run(conn, &[append.publications.as_slice()], now))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Backend("the append panicked".to_owned())))
+            .map(|mut positions| positions.pop().unwrap_or_default());
+        let ok = result.is_ok();
+        append.outcome = Some(result);
+        next_savepoint(conn, ok).await?;
+    }
+    Ok(())
+}
+
+fn clone_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Conflict(detail) => StoreError::Conflict(detail.clone()),
+        StoreError::NotFound(detail) => StoreError::NotFound(detail.clone()),
+        StoreError::Unavailable(detail) => StoreError::Unavailable(detail.clone()),
+        StoreError::Backend(detail) => StoreError::Backend(detail.clone()),
+    }
+}
