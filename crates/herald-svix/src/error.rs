@@ -35,6 +35,9 @@ pub(crate) enum ApiError {
     Validation(Vec<ValidationItem>),
     /// Our fault; the cause is logged, the client sees a generic 500.
     Internal(String),
+    /// The store cannot be reached (a database outage): 503, nothing was written, the client
+    /// may retry (with its idempotency key). The cause is logged.
+    Unavailable(String),
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -87,7 +90,8 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Conflict(_) => ApiError::conflict("A conflict has occurred"),
             StoreError::NotFound(_) => ApiError::not_found(),
-            StoreError::Unavailable(_) | StoreError::Backend(_) => ApiError::Internal(error.to_string()),
+            StoreError::Unavailable(_) => ApiError::Unavailable(error.to_string()),
+            StoreError::Backend(_) => ApiError::Internal(error.to_string()),
         }
     }
 }
@@ -111,6 +115,12 @@ impl IntoResponse for ApiError {
             }
             ApiError::Validation(items) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(ValidationBody { detail: &items })).into_response()
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "Management API request failed: the store is unavailable.");
+                let body =
+                    StandardBody { code: "service_unavailable", detail: "The store is unavailable; retry later." };
+                (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
             }
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, "Management API request failed.");
