@@ -49,6 +49,11 @@ export CONFORMANCE_HTTP_SVIX_HEADERS="http://127.0.0.1:$svix_port"
 # The browser test serves its page from this port: a cross-origin page that Herald must allow.
 page_port=$((port + 2))
 export CONFORMANCE_PAGE_PORT="$page_port"
+# A third server on the PostgreSQL store (its own schema in the machine's PostgreSQL), for the
+# Svix and Standard Webhooks tests: they must pass on both backends.
+pg_port=$((port + 3))
+pg_url="${CONFORMANCE_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+pg_schema="conformance_$$_$(date +%s)"
 
 log() { echo "conformance: $*" >&2; }
 
@@ -123,7 +128,12 @@ if [[ "$only" != "node" ]]; then install_python; fi
 workdir="$(mktemp -d)"
 server_log="$workdir/herald.log"
 svix_server_log="$workdir/herald-svix-headers.log"
+pg_server_log="$workdir/herald-postgres.log"
 server_pids=()
+
+drop_pg_schema() {
+  command -v psql > /dev/null && psql "$pg_url" -q -c "DROP SCHEMA IF EXISTS $pg_schema CASCADE" > /dev/null 2>&1 || true
+}
 
 stop_servers() {
   local pid
@@ -143,8 +153,9 @@ stop_servers() {
 cleanup() {
   local rc=$?
   stop_servers
+  drop_pg_schema
   if [[ $rc -ne 0 ]]; then
-    for f in "$server_log" "$svix_server_log"; do
+    for f in "$server_log" "$svix_server_log" "$pg_server_log"; do
       if [[ -f "$f" ]]; then
         log "last lines of the herald log ($f):"
         tail -n 40 "$f" >&2 || true
@@ -158,7 +169,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for p in "$port" "$svix_port" "$page_port"; do
+for p in "$port" "$svix_port" "$page_port" "$pg_port"; do
   if (exec 3<> "/dev/tcp/127.0.0.1/$p") 2> /dev/null; then
     log "something already listens on port $p; stop it or set CONFORMANCE_PORT (uses it and the next port)"
     exit 2
@@ -194,6 +205,8 @@ start_server() {
 start_server "$port" "$server_log" "$workdir/data" \
   HERALD_CLIENT__ALLOWED_ORIGINS="[\"http://127.0.0.1:$page_port\"]"
 start_server "$svix_port" "$svix_server_log" "$workdir/data-svix-headers" HERALD_WEBHOOKS__HEADER_STYLE=svix
+start_server "$pg_port" "$pg_server_log" "$workdir/data-postgres" HERALD_STORE__BACKEND=postgres \
+  HERALD_STORE__POSTGRES_URL="$pg_url" HERALD_STORE__POSTGRES_SCHEMA="$pg_schema"
 
 # ---------------------------------------------------------------------------------------
 # Tests
@@ -214,6 +227,18 @@ fi
 if [[ "$only" != "node" ]]; then
   log "running centrifuge-python, cent and svix (python) tests (pytest)"
   if ! (cd "$here/python" && .venv/bin/python -m pytest -q); then
+    status=1
+  fi
+fi
+
+log "running the Svix and Standard Webhooks tests again on the PostgreSQL store (schema $pg_schema)"
+if [[ "$only" != "python" ]]; then
+  if ! (cd "$here/node" && CONFORMANCE_HTTP="http://127.0.0.1:$pg_port" node --test --test-reporter=spec test/webhooks.test.mjs); then
+    status=1
+  fi
+fi
+if [[ "$only" != "node" ]]; then
+  if ! (cd "$here/python" && CONFORMANCE_HTTP="http://127.0.0.1:$pg_port" .venv/bin/python -m pytest -q tests/test_webhooks.py); then
     status=1
   fi
 fi
