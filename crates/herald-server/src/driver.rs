@@ -49,15 +49,18 @@ pub(crate) enum Inbound {
 pub(crate) trait Transport: Send + 'static {
     /// What [`Transport::recv`] yields; [`Transport::handle`] turns it into an [`Inbound`].
     type Event: Send;
-    /// Whether the client answers pings. Uni-directional clients cannot: their pings are
-    /// keep-alives only and no pong deadline runs.
-    const PONGS: bool = true;
     /// Whether each message leaves in a batch of its own (one WebSocket frame per push for
     /// clients without an SDK, which expect one JSON document per frame).
     const ONE_MESSAGE_PER_BATCH: bool = false;
     /// Bytes every batch starts with, for the transport's own header (the WebSocket frame
     /// header is written into them).
     const HEADER_ROOM: usize = 0;
+
+    /// Whether the client answers pings. Uni-directional clients cannot: their pings are
+    /// keep-alives only and no pong deadline runs.
+    fn expects_pongs(&self) -> bool {
+        true
+    }
 
     /// Wait for the client. Cancel-safe: the driver drops it when anything else comes first.
     fn recv(&mut self) -> impl Future<Output = Self::Event> + Send;
@@ -254,7 +257,7 @@ pub(crate) async fn run<T: Transport>(app: Arc<AppState>, mut transport: T, sess
                 if timers.next_ping.is_some_and(|d| d <= now) {
                     let _ = shared.outbox.push(ping_bytes.clone());
                     timers.next_ping = Some(now + ping_interval);
-                    if T::PONGS {
+                    if transport.expects_pongs() {
                         timers.pong_deadline = Some(now + pong_timeout);
                     }
                 }

@@ -14,7 +14,6 @@
 //! post would travel as a control message to the node named in it (the SDK always names the
 //! node that holds its stream), which queues it here.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -22,52 +21,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use parking_lot::Mutex;
 use prost::Message as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 
 use crate::respond::{json_error, read_body};
 use crate::state::AppState;
-
-/// Every emulated session on this node, by session id.
-#[derive(Default)]
-pub struct Sessions {
-    queues: Mutex<HashMap<Arc<str>, mpsc::Sender<Vec<u8>>>>,
-}
-
-/// A session's place in [`Sessions`]; leaving it (on drop) unregisters the session.
-pub struct Registration {
-    app: Arc<AppState>,
-    id: Arc<str>,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.app.emulation.queues.lock().remove(&self.id);
-    }
-}
-
-impl Sessions {
-    /// Register a new session: its id and the queue its driver reads commands from.
-    pub fn register(app: &Arc<AppState>) -> (Registration, mpsc::Receiver<Vec<u8>>) {
-        let id: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
-        let (sender, receiver) = mpsc::channel(app.config.client.emulation_max_queued_frames);
-        app.emulation.queues.lock().insert(id.clone(), sender);
-        (Registration { app: app.clone(), id }, receiver)
-    }
-
-    fn sender(&self, session: &str) -> Option<mpsc::Sender<Vec<u8>>> {
-        self.queues.lock().get(session).cloned()
-    }
-}
-
-impl Registration {
-    pub fn id(&self) -> &Arc<str> {
-        &self.id
-    }
-}
 
 /// The JSON form of client.proto's `EmulationRequest`: `data` is a string holding the
 /// commands (what centrifuge-js sends), or the command object itself.

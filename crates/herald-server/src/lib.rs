@@ -22,6 +22,7 @@ mod node;
 mod outbox;
 mod respond;
 pub mod server_api;
+mod sessions;
 mod state;
 mod stream;
 mod webhooks;

@@ -38,7 +38,7 @@ pub struct AppState {
     /// Open TCP connections, upgraded WebSockets included (`server.max_connections`).
     pub open_connections: Arc<AtomicUsize>,
     /// HTTP-streaming and SSE sessions that `/emulation` posts commands to.
-    pub emulation: crate::emulation::Sessions,
+    pub emulation: Arc<crate::sessions::Sessions>,
     draining: AtomicBool,
 }
 

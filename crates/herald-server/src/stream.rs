@@ -42,8 +42,8 @@ use tokio::sync::mpsc;
 use crate::client::{Carrier, Refusal, Session};
 use crate::disconnect::Disconnect;
 use crate::driver::{GOODBYE_TIMEOUT, Inbound, Transport};
-use crate::emulation::{Registration, Sessions};
 use crate::respond::{json_error, read_body};
+use crate::sessions::{Registration, Sessions};
 use crate::state::AppState;
 
 /// How messages are laid out in the response body.
@@ -75,7 +75,10 @@ struct StreamTransport {
 
 impl Transport for StreamTransport {
     type Event = Option<Vec<u8>>;
-    const PONGS: bool = true;
+
+    fn expects_pongs(&self) -> bool {
+        !self.unidirectional
+    }
 
     async fn recv(&mut self) -> Self::Event {
         if let Some(first) = self.initial.take() {
@@ -311,7 +314,7 @@ fn open_emulated(app: Arc<AppState>, protocol: Protocol, framing: Framing, comma
     if app.is_draining() {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let (registration, queue) = Sessions::register(&app);
+    let (registration, queue) = Sessions::register(&app.emulation, app.config.client.emulation_max_queued_frames);
     let session = Session::new(app.clone(), protocol, Carrier::Emulated { session: registration.id().clone() });
     let (body, chunks) = mpsc::channel(1);
     let transport = StreamTransport {

@@ -171,9 +171,12 @@ struct WsTransport<const UNI: bool> {
 
 impl<const UNI: bool> Transport for WsTransport<UNI> {
     type Event = Result<Received, WsError>;
-    const PONGS: bool = !UNI;
     const ONE_MESSAGE_PER_BATCH: bool = UNI;
     const HEADER_ROOM: usize = HEADER_ROOM;
+
+    fn expects_pongs(&self) -> bool {
+        !UNI
+    }
 
     async fn recv(&mut self) -> Self::Event {
         self.socket.recv().await

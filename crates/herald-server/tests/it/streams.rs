@@ -438,3 +438,34 @@ async fn an_sse_client_that_stops_reading_is_dropped_as_slow_and_costs_nothing_m
     assert_eq!(status, 200);
     assert!(body["result"]["channels"].get("chat:slow").is_none(), "no subscriber left: {body}");
 }
+
+#[tokio::test]
+async fn uni_streams_get_keepalive_pings_and_are_never_closed_for_missing_pongs() {
+    let mut config = base_config();
+    config.client.ping_interval = Duration::from_millis(400);
+    config.client.pong_timeout = Duration::from_millis(200);
+    let app = TestApp::start_with(config).await;
+    let token = channels_token(&app, "quiet", &["chat:quiet"]);
+    let response = app
+        .http
+        .post(format!("http://{}/connection/uni_http_stream", app.addr))
+        .body(json!({ "token": token }).to_string())
+        .send()
+        .await
+        .expect("reachable");
+    let mut stream = Stream::new(response, false);
+    // Well past several ping intervals plus the pong timeout: pings only, no disconnect.
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(2000);
+    while tokio::time::Instant::now() < until {
+        let message = stream.next().await.data;
+        assert!(message.get("disconnect").is_none(), "a uni client cannot pong, it must not be dropped: {message}");
+        if message == json!({}) {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 3, "keep-alive pings: {pings}");
+    app.publish("chat:quiet", json!({ "still": "here" })).await;
+    let publication = stream.next_message().await.data;
+    assert_eq!(publication["pub"]["data"], json!({ "still": "here" }));
+}
