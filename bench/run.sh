@@ -8,7 +8,8 @@
 #
 # Binaries: HERALD_BIN / HERALD_BENCH_BIN (default target/release/*). When either is given,
 # nothing is built (CI passes debug binaries). Extra arguments go to `herald-bench suite`
-# (e.g. --only fanout,idle --targets herald,nchan --reps 1 --duration 5s --no-peers).
+# (e.g. --only fanout,idle --targets herald,herald-sse,nchan --cases 10000 --reps 1 --duration 5s --no-peers;
+# `herald-sse` is Herald with its idle and fan-out clients on uni SSE instead of WebSocket).
 # Results: bench/results/<run-id>/ (JSON per scenario, SVG charts, server logs).
 # Quick runs write their report to bench/results/<run-id>/REPORT.md, full runs to bench/REPORT.md.
 set -euo pipefail

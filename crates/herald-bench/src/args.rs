@@ -38,6 +38,26 @@ impl std::fmt::Display for SourceIps {
     }
 }
 
+/// How Herald's subscribers connect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// `/connection/websocket` (subscriptions by `subscribe` commands).
+    Websocket,
+    /// `GET /connection/uni_sse?cf_connect=..` (server-side subscriptions from the token's
+    /// `channels` claim; give `--hmac-secret` to mint one token per connection).
+    UniSse,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Websocket => "websocket",
+            Transport::UniSse => "uni-sse",
+        }
+    }
+}
+
 /// Publish rate: a fixed number per second (coordinated-omission aware), or as fast as possible.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Rate {
@@ -61,9 +81,17 @@ impl FromStr for Rate {
 /// Options shared by everything that opens client connections.
 #[derive(Args, Debug, Clone)]
 pub struct ConnArgs {
-    /// WebSocket endpoint.
+    /// WebSocket endpoint (`http://host:port/connection/uni_sse` with `--transport uni-sse`).
     #[arg(long, default_value = "ws://127.0.0.1:8000/connection/websocket")]
     pub url: String,
+    /// Herald only: how subscribers connect (`uni-sse`: one GET per connection, server-side
+    /// subscriptions from the connection token's `channels` claim).
+    #[arg(long, value_enum, default_value = "websocket")]
+    pub transport: Transport,
+    /// uni-sse: the server's `client.token.hmac_secret`; each connection then gets its own HS256
+    /// token whose `channels` claim names its channels (without it, `--token` is sent as is).
+    #[arg(long, env = "HERALD_BENCH_HMAC_SECRET")]
+    pub hmac_secret: Option<String>,
     /// Connection JWT (sent as connect.token); anonymous connect when absent.
     #[arg(long, env = "HERALD_BENCH_TOKEN")]
     pub token: Option<String>,
@@ -103,6 +131,8 @@ impl ConnArgs {
     pub fn new(url: &str) -> Self {
         Self {
             url: url.to_string(),
+            transport: Transport::Websocket,
+            hmac_secret: None,
             token: None,
             source_ips: SourceIps::Auto,
             connect_concurrency: 100,
@@ -131,6 +161,7 @@ impl ConnArgs {
     /// Short description for the report: `herald/json`, `pusher`, ...
     pub fn describe(&self) -> String {
         match self.kind {
+            Kind::Herald if self.transport == Transport::UniSse => "herald/uni-sse".to_string(),
             Kind::Herald => format!("herald/{}", if self.codec == Codec::Json { "json" } else { "protobuf" }),
             k => k.name().to_string(),
         }

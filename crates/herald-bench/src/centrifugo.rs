@@ -31,9 +31,13 @@ pub struct Target {
 }
 
 impl Target {
-    /// Resolves `ws://host:port/path` once, so thousands of dials do not each do a lookup.
+    /// Resolves `ws://host:port/path` (or `http://`, for uni SSE) once, so thousands of dials do
+    /// not each do a lookup.
     pub async fn resolve(url: &str) -> Result<Self> {
-        let rest = url.strip_prefix("ws://").ok_or_else(|| anyhow!("only ws:// URLs are supported (got `{url}`)"))?;
+        let rest = url
+            .strip_prefix("ws://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| anyhow!("only ws:// (and http:// for uni SSE) URLs are supported (got `{url}`)"))?;
         let hostport = rest.split('/').next().unwrap_or(rest);
         let hostport = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
         let addr = tokio::net::lookup_host(&hostport)

@@ -2,6 +2,7 @@
 //!
 //! Layout, so that later scenarios (and peer servers) slot in cleanly:
 //! - [`centrifugo`]: a minimal, allocation-light Centrifugo client-protocol-v2 (JSON) client;
+//! - [`sse`]: a raw uni-directional SSE client (Herald's `/connection/uni_sse`);
 //! - [`http`]: a tiny keep-alive HTTP/1.1 client for the server API (publish/broadcast);
 //! - [`procfs`]: server/bench resource sampling from `/proc`;
 //! - [`metrics`]: latency histograms and counters;
@@ -21,6 +22,7 @@ pub mod publish;
 pub mod render;
 pub mod report;
 pub mod scenario;
+pub mod sse;
 pub mod suite;
 pub mod util;
 

@@ -545,6 +545,9 @@ pub fn run(args: ReportArgs) -> Result<()> {
         let ms = metrics(name);
         let _ = writeln!(md, "## {title}\n");
         let _ = writeln!(md, "{}\n", scenario_text(name));
+        if sc.targets.iter().any(|t| t == SSE_TARGET) {
+            let _ = writeln!(md, "{}\n", SSE_ROWS);
+        }
         if let Some(first) = ms.first() {
             let svg = dir.join(format!("{name}.svg"));
             match chart(sc, first, &svg) {
@@ -605,6 +608,10 @@ pub fn run(args: ReportArgs) -> Result<()> {
         }
     }
 
+    if let Some(section) = transport_section(&scenarios) {
+        let _ = writeln!(md, "{section}");
+    }
+
     let _ = writeln!(md, "## Commands\n");
     let _ = writeln!(md, "- Whole run: `{}`", get("/command"));
     let _ = writeln!(
@@ -616,7 +623,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
         md,
         "- Single scenarios by hand, e.g.: `herald-bench fanout --url ws://127.0.0.1:PORT/connection/websocket --api http://127.0.0.1:PORT --api-key bench-key --subs 10000 --rate max --duration 8s --server-pid PID`; \
 peers: `--kind raw-ws|socketio|pusher|nchan --url WS_URL_TEMPLATE --publish-url URL [--app-id --app-key --app-secret]`; \
-`herald-bench idle --conns 10000`, `herald-bench api --conns 256 --namespace durable:`, `herald-bench wrk ...`, \
+`herald-bench idle --conns 10000`; Herald over uni SSE: `--transport uni-sse --url http://127.0.0.1:PORT/connection/uni_sse --hmac-secret SECRET` (the server's `client.token.hmac_secret`) on `idle` or `fanout`; `herald-bench api --conns 256 --namespace durable:`, `herald-bench wrk ...`, \
 `herald-bench webhook --token TOKEN --rate 1000 [--fail-half]`, `herald-bench coldstart --cmd '...' --ready http://127.0.0.1:PORT/readyz --binary target/release/herald`."
     );
     let _ = writeln!(
@@ -651,6 +658,57 @@ peers: `--kind raw-ws|socketio|pusher|nchan --url WS_URL_TEMPLATE --publish-url 
     std::fs::write(&args.out, md).with_context(|| format!("writing {}", args.out.display()))?;
     crate::report::say(format!("[report] wrote {} (from {})", args.out.display(), dir.display()));
     Ok(())
+}
+
+/// The uni SSE target's name in the suite.
+const SSE_TARGET: &str = "herald-sse";
+
+const SSE_ROWS: &str = "`herald-sse` rows: Herald with its clients on uni SSE (one `GET /connection/uni_sse` each, \
+subscribed server-side by the `channels` claim of a token minted per connection; connected = the connect push arrived) \
+instead of WebSocket; see section 8.";
+
+/// Herald over uni SSE beside Herald over WebSocket (same run), for every idle and fan-out case
+/// both ran; `None` when there is no uni SSE result.
+fn transport_section(scenarios: &[Scenario]) -> Option<String> {
+    let picks: [(&str, &[&str]); 2] = [
+        ("idle", &["memory/conn", "connects/s", "server CPU/connect", "RSS after hold"]),
+        ("fanout", &["deliveries/s", "p50", "p99", "server CPU/delivery", "server peak RSS", "loss"]),
+    ];
+    let mut rows = String::new();
+    for (name, titles) in picks {
+        let Some(sc) = scenarios.iter().find(|s| s.name == name) else { continue };
+        let ms: Vec<Metric> = metrics(name).into_iter().filter(|m| titles.contains(&m.title)).collect();
+        for case in &sc.cases {
+            for m in &ms {
+                let ws = sc.stat(case, "herald", m);
+                let sse = sc.stat(case, SSE_TARGET, m);
+                if sse.is_none() {
+                    continue;
+                }
+                let ratio = match (ws, sse) {
+                    (Some((w, ..)), Some((x, ..))) if w.abs() > f64::EPSILON => format!("{:.2}×", x / w),
+                    _ => "–".into(),
+                };
+                let _ = writeln!(
+                    rows,
+                    "| {name} | {case} | {} | {} | {} | {ratio} |",
+                    m.title,
+                    cell(ws, m.fmt, sc.reps_ok(case, "herald")),
+                    cell(sse, m.fmt, sc.reps_ok(case, SSE_TARGET)),
+                );
+            }
+        }
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "## 8. Herald's transports: uni SSE beside WebSocket\n\n\
+The same idle and fan-out cases with Herald's subscribers on `GET /connection/uni_sse` (target `{SSE_TARGET}`: one raw HTTP/1.1 \
+request per connection, server-side subscription from an HS256 token's `channels` claim, pushes read as `data:` events) \
+beside WebSocket (`herald`), in the same run. Ratio = uni SSE ÷ WebSocket (medians).\n\n\
+| scenario | case | metric | WebSocket | uni SSE | uni SSE ÷ WebSocket |\n|---|---|---|---|---|---|\n{rows}"
+    ))
 }
 
 fn scenario_text(name: &str) -> &'static str {
@@ -692,6 +750,31 @@ const CAVEATS: &str = "\
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scenario(name: &str, runs: Value) -> Scenario {
+        let dir = std::env::temp_dir().join(format!("herald-bench-render-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        std::fs::write(dir.join(format!("{name}.json")), serde_json::json!({"runs": runs}).to_string()).expect("write");
+        let sc = load_scenario(&dir, name).expect("loads");
+        let _ = std::fs::remove_dir_all(&dir);
+        sc
+    }
+
+    #[test]
+    fn transport_section_compares_sse_with_websocket() {
+        let run = |target: &str, bytes: f64| {
+            serde_json::json!({"target": target, "case": "10 conns", "status": "ok",
+                "result": {"server": {"bytes_per_conn": bytes}, "connect_rate_per_s": 100.0}})
+        };
+        let idle = scenario("idle", serde_json::json!([run("herald", 1000.0), run("herald-sse", 2500.0)]));
+        let section = transport_section(&[idle]).expect("a section");
+        let row = section.lines().find(|l| l.contains("memory/conn")).expect("memory row");
+        assert_eq!(row, "| idle | 10 conns | memory/conn | 1000 B | 2.4 KiB | 2.50× |");
+        assert!(section.contains("| idle | 10 conns | connects/s | 100 | 100 | 1.00× |"), "{section}");
+
+        let without = scenario("idle", serde_json::json!([run("herald", 1000.0)]));
+        assert!(transport_section(&[without]).is_none(), "no uni SSE result, no section");
+    }
 
     #[test]
     fn stats_and_cells() {

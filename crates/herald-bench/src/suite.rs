@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::args::{ConnArgs, FanoutArgs, IdleArgs, Rate, SourceIps};
+use crate::args::{ConnArgs, FanoutArgs, IdleArgs, Rate, SourceIps, Transport};
 use crate::proto::{Codec, Kind};
 use crate::report::say;
 use crate::scenario::{api, coldstart, fanout, idle, webhook, wrk};
@@ -22,6 +22,8 @@ use crate::util::{parse_duration, round};
 
 pub const API_KEY: &str = "bench-key";
 pub const MGMT_TOKEN: &str = "bench-mgmt-token";
+/// Herald's `client.token.hmac_secret` in the suite: uni SSE clients mint their tokens with it.
+pub const HMAC_SECRET: &str = "herald-bench-hmac-secret-0123456789abcdef";
 pub const SCENARIOS: &[&str] = &["fanout", "channels", "idle", "api", "webhook", "coldstart", "churn"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -46,9 +48,13 @@ pub struct SuiteArgs {
     /// Only these scenarios (comma-separated): fanout, channels, idle, api, webhook, coldstart, churn.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Only these targets (comma-separated names: herald, herald-protobuf, peers' names).
+    /// Only these targets (comma-separated names: herald, herald-protobuf, herald-sse, peers' names).
     #[arg(long, value_delimiter = ',')]
     pub targets: Vec<String>,
+    /// Only the cases whose name contains one of these (comma-separated), e.g. `10000` for
+    /// "10000 subs, max" and "10000 conns".
+    #[arg(long, value_delimiter = ',')]
+    pub cases: Vec<String>,
     /// Repetitions (default: 1 quick, 3 full).
     #[arg(long)]
     pub reps: Option<usize>,
@@ -72,6 +78,8 @@ pub struct Target {
     pub name: String,
     pub kind: Kind,
     pub codec: Codec,
+    /// How Herald's subscribers connect (peers: always WebSocket).
+    pub transport: Transport,
     /// Shell command template with `{port}` (peers); Herald is started from its binary.
     pub start: String,
     pub ready: String,
@@ -96,6 +104,10 @@ impl Target {
         let mut c = ConnArgs::new(&self.ws_url.replace("{port}", &port.to_string()));
         c.kind = self.kind;
         c.codec = self.codec;
+        c.transport = self.transport;
+        if self.transport == Transport::UniSse {
+            c.hmac_secret = Some(HMAC_SECRET.into());
+        }
         c.publish_url = self.publish_url.replace("{port}", &port.to_string());
         c.app_id = self.app_id.clone();
         c.app_key = self.app_key.clone();
@@ -104,7 +116,7 @@ impl Target {
     }
 }
 
-fn herald_target(name: &str, codec: Codec, bin: &Path) -> Target {
+fn herald_target(name: &str, codec: Codec, transport: Transport, bin: &Path) -> Target {
     let not_installed = (!bin.exists()).then(|| format!("{} does not exist", bin.display()));
     let version = std::process::Command::new(bin)
         .arg("--version")
@@ -116,9 +128,13 @@ fn herald_target(name: &str, codec: Codec, bin: &Path) -> Target {
         name: name.into(),
         kind: Kind::Herald,
         codec,
+        transport,
         start: String::new(),
         ready: "http://127.0.0.1:{port}/readyz".into(),
-        ws_url: "ws://127.0.0.1:{port}/connection/websocket".into(),
+        ws_url: match transport {
+            Transport::Websocket => "ws://127.0.0.1:{port}/connection/websocket".into(),
+            Transport::UniSse => "http://127.0.0.1:{port}/connection/uni_sse".into(),
+        },
         publish_url: String::new(),
         app_id: String::new(),
         app_key: String::new(),
@@ -178,6 +194,7 @@ pub fn load_peers(path: &Path) -> Result<Vec<Target>> {
             name,
             kind,
             codec: Codec::Json,
+            transport: Transport::Websocket,
             start: s(&p, "start"),
             ready: s(&p, "ready"),
             ws_url: s(&p, "ws_url"),
@@ -245,6 +262,9 @@ key = "{API_KEY}"
 
 [client]
 allow_anonymous = true
+
+[client.token]
+hmac_secret = "{HMAC_SECRET}"
 
 [channel.defaults]
 allow_subscribe_for_client = true
@@ -357,7 +377,21 @@ struct Case {
     /// Herald only (webhooks), or only these targets.
     herald_only: bool,
     protobuf_too: bool,
+    /// Also run by Herald over uni SSE (`herald-sse`).
+    sse_too: bool,
     run: CaseRun,
+}
+
+impl Case {
+    /// Whether target `t` runs this case at all (every JSON WebSocket target does; Protobuf
+    /// and uni SSE only where the case says so).
+    fn eligible(&self, t: &Target) -> bool {
+        match (t.transport, t.codec) {
+            (Transport::UniSse, _) => self.sse_too,
+            (Transport::Websocket, Codec::Json) => true,
+            (Transport::Websocket, Codec::Protobuf) => self.protobuf_too,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -382,8 +416,14 @@ fn fixed(deliveries_per_s: f64, subs: usize) -> Rate {
 
 fn cases(scenario: &str, mode: Mode, max_conns: usize) -> Vec<Case> {
     let full = mode == Mode::Full;
-    let mk =
-        |name: String, params: Value, run: CaseRun| Case { name, params, herald_only: false, protobuf_too: false, run };
+    let mk = |name: String, params: Value, run: CaseRun| Case {
+        name,
+        params,
+        herald_only: false,
+        protobuf_too: false,
+        sse_too: false,
+        run,
+    };
     match scenario {
         "fanout" => {
             let subs: Vec<usize> = if full { vec![1000, 10_000, max_conns] } else { vec![200] };
@@ -396,6 +436,7 @@ fn cases(scenario: &str, mode: Mode, max_conns: usize) -> Vec<Case> {
                         CaseRun::Fanout { subs: n, rate, own: false, churn: 0, shared_every: 0 },
                     );
                     c.protobuf_too = true;
+                    c.sse_too = true;
                     v.push(c);
                 }
             }
@@ -421,6 +462,7 @@ fn cases(scenario: &str, mode: Mode, max_conns: usize) -> Vec<Case> {
                 .map(|n| {
                     let mut c = mk(format!("{n} conns"), json!({"conns": n}), CaseRun::Idle { conns: n });
                     c.protobuf_too = true;
+                    c.sse_too = true;
                     c
                 })
                 .collect()
@@ -672,8 +714,9 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
     let dur = args.duration.unwrap_or(Duration::from_secs(if mode == Mode::Full { 8 } else { 2 }));
     let herald_bin = if args.herald_bin.is_absolute() { args.herald_bin.clone() } else { root.join(&args.herald_bin) };
     let mut targets = vec![
-        herald_target("herald", Codec::Json, &herald_bin),
-        herald_target("herald-protobuf", Codec::Protobuf, &herald_bin),
+        herald_target("herald", Codec::Json, Transport::Websocket, &herald_bin),
+        herald_target("herald-protobuf", Codec::Protobuf, Transport::Websocket, &herald_bin),
+        herald_target("herald-sse", Codec::Json, Transport::UniSse, &herald_bin),
     ];
     let mut peers_note = String::new();
     if !args.no_peers {
@@ -701,7 +744,7 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
         "loadavg_start": loadavg(),
         "peers_note": peers_note,
         "targets": targets.iter().map(|t| json!({
-            "name": t.name, "kind": t.kind.name(), "codec": t.codec, "version": t.version,
+            "name": t.name, "kind": t.kind.name(), "codec": t.codec, "transport": t.transport, "version": t.version,
             "installed": t.not_installed.is_none(), "not_installed": t.not_installed, "notes": t.notes,
             "start": if t.is_herald() { format!("{} --config herald.toml serve", herald_bin.display()) } else { t.start.clone() },
         })).collect::<Vec<_>>(),
@@ -720,7 +763,10 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
     };
     let t_all = Instant::now();
     for scenario in &scenarios {
-        let cases = cases(scenario, mode, ctx.args.max_conns);
+        let mut cases = cases(scenario, mode, ctx.args.max_conns);
+        if !ctx.args.cases.is_empty() {
+            cases.retain(|c| ctx.args.cases.iter().any(|f| c.name.contains(f.as_str())));
+        }
         let mut runs: Vec<Value> = Vec::new();
         let path = out.join(format!("{scenario}.json"));
         for case in &cases {
@@ -729,7 +775,7 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
                 // is recorded as skipped, loudly, and nothing fails.
                 say(format!("\n[suite] SKIPPED {scenario} / {}: {why}", case.name));
                 ctx.skipped.push(format!("{scenario} / {}: {why}", case.name));
-                for t in targets.iter().filter(|t| t.codec == Codec::Json || case.protobuf_too) {
+                for t in targets.iter().filter(|t| case.eligible(t)) {
                     runs.push(
                         json!({"target": t.name, "kind": t.kind.name(), "case": case.name, "params": case.params,
                         "rep": 0, "status": "skipped", "error": why}),
@@ -738,8 +784,7 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
                 write_json(&path, &json!({"scenario": scenario, "runs": runs}))?;
                 continue;
             }
-            let eligible: Vec<&Target> =
-                targets.iter().filter(|t| t.codec == Codec::Json || case.protobuf_too).collect();
+            let eligible: Vec<&Target> = targets.iter().filter(|t| case.eligible(t)).collect();
             // Targets found unable to run this case: recorded once, not tried again.
             let mut unsupported: Vec<String> = Vec::new();
             for rep in 0..reps {
@@ -859,6 +904,55 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uni_sse_runs_only_the_idle_and_fanout_cases() {
+        let bin = Path::new("/nonexistent/herald");
+        let ws = herald_target("herald", Codec::Json, Transport::Websocket, bin);
+        let pb = herald_target("herald-protobuf", Codec::Protobuf, Transport::Websocket, bin);
+        let sse = herald_target("herald-sse", Codec::Json, Transport::UniSse, bin);
+        assert_eq!(sse.ws_url, "http://127.0.0.1:{port}/connection/uni_sse");
+        let conn = sse.conn(9000);
+        assert_eq!(conn.url, "http://127.0.0.1:9000/connection/uni_sse");
+        assert_eq!((conn.transport, conn.hmac_secret.as_deref()), (Transport::UniSse, Some(HMAC_SECRET)));
+        assert_eq!(ws.conn(9000).hmac_secret, None);
+        for mode in [Mode::Quick, Mode::Full] {
+            for scenario in SCENARIOS {
+                for case in cases(scenario, mode, 19_000) {
+                    let expected = matches!(*scenario, "idle" | "fanout");
+                    assert_eq!(case.eligible(&sse), expected, "{scenario} / {}", case.name);
+                    assert!(case.eligible(&ws), "{scenario} / {}", case.name);
+                    assert_eq!(case.eligible(&pb), case.protobuf_too);
+                }
+            }
+        }
+        // The server accepts the tokens the clients mint.
+        let config = Ctx {
+            args: SuiteArgs {
+                mode: Mode::Quick,
+                herald_bin: bin.into(),
+                peers: PathBuf::new(),
+                out: PathBuf::new(),
+                only: vec![],
+                targets: vec![],
+                cases: vec![],
+                reps: None,
+                duration: None,
+                no_peers: true,
+                strict: false,
+                max_conns: 19_000,
+            },
+            out: PathBuf::new(),
+            root: PathBuf::new(),
+            next_port: 0,
+            starts: 0,
+            herald_failures: vec![],
+            peer_failures: vec![],
+            skipped: vec![],
+        }
+        .herald_config(1, Path::new("/d"));
+        assert!(config.contains(&format!("[client.token]\nhmac_secret = \"{HMAC_SECRET}\"")), "{config}");
+    }
 
     #[test]
     fn a_case_whose_tool_is_missing_is_skipped_not_failed() {

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    DialCounters, DialPlan, FrameHandler, check_fd_budget, dial_many, resolve_source_ips, spawn_groups, unsupported,
+    DialCounters, DialPlan, FrameHandler, check_fd_budget, dial_many, resolve_source_ips, spawn_groups, sse_client,
+    unsupported,
 };
 use crate::args::{FanoutArgs, Rate};
 use crate::centrifugo::{self, Session, Target};
@@ -282,6 +283,10 @@ pub async fn run(args: FanoutArgs) -> Result<Value> {
     if args.own_channels && !pub_target.per_channel() {
         return Err(unsupported("the publish endpoint does not name a channel"));
     }
+    let sse = sse_client(&args.conn, &target)?;
+    if sse.is_some() && args.churn > 0 {
+        return Err(unsupported("churn is measured over WebSocket only"));
+    }
     let source_ips = resolve_source_ips(args.conn.source_ips, &target, args.subs);
     let pid = args.server_pid;
     let body = PublishBody::new(args.payload_bytes);
@@ -339,6 +344,7 @@ pub async fn run(args: FanoutArgs) -> Result<Value> {
             Arc::new(move |_| Session { token: token.clone(), channels: vec![channel.clone()] })
         },
         proto: proto.clone(),
+        sse,
     };
     let outcome = dial_many(plan, counters).await;
     drop(progress);
@@ -532,6 +538,7 @@ pub async fn run(args: FanoutArgs) -> Result<Value> {
     let result = json!({
         "scenario": "fanout",
         "target": args.conn.describe(),
+        "transport": args.conn.transport,
         "mode": if args.own_channels { "own-channels" } else { "one-channel" },
         "shared_every": args.own_channels.then_some(args.shared_every),
         "published_shared": shared,

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
-use super::{DialCounters, DialPlan, IdleHandler, check_fd_budget, dial_many, resolve_source_ips, spawn_groups};
+use super::{
+    DialCounters, DialPlan, IdleHandler, check_fd_budget, dial_many, resolve_source_ips, spawn_groups, sse_client,
+};
 use crate::args::{IdleArgs, SourceIps};
 use crate::centrifugo::{Session, Target};
 use crate::procfs::{self, Snapshot};
@@ -28,8 +30,9 @@ const HOLD_GROUP: usize = 256;
 
 /// Dial `args.conns` connections, numbered from `index_offset` (so child processes of a
 /// multi-process run use distinct channels).
-fn dial_plan(args: &IdleArgs, target: Target, source_ips: u32, index_offset: usize) -> DialPlan {
-    DialPlan {
+fn dial_plan(args: &IdleArgs, target: Target, source_ips: u32, index_offset: usize) -> Result<DialPlan> {
+    Ok(DialPlan {
+        sse: sse_client(&args.conn, &target)?,
         target,
         index_offset,
         count: args.conns,
@@ -38,7 +41,7 @@ fn dial_plan(args: &IdleArgs, target: Target, source_ips: u32, index_offset: usi
         timeout: args.conn.connect_timeout,
         session: session_factory(args),
         proto: Arc::new(args.conn.proto()),
-    }
+    })
 }
 
 fn session_factory(args: &IdleArgs) -> Arc<dyn Fn(usize) -> Session + Send + Sync> {
@@ -110,7 +113,7 @@ pub async fn run(args: IdleArgs) -> Result<Value> {
             Some(line)
         })
     };
-    let plan = dial_plan(&args, target, source_ips, 0);
+    let plan = dial_plan(&args, target, source_ips, 0)?;
     let outcome = dial_many(plan, counters).await;
     drop(progress);
     let connected_snap = Snapshot::take(pid);
@@ -243,6 +246,7 @@ fn build_result(
     json!({
         "scenario": "idle",
         "target": args.conn.describe(),
+        "transport": args.conn.transport,
         "url": args.conn.url,
         "conns_requested": args.conns,
         "connected": counts.connected,
@@ -330,7 +334,7 @@ pub async fn run_child(args: IdleArgs) -> Result<()> {
             None
         })
     };
-    let plan = dial_plan(&args, target, source_ips, args.index_offset);
+    let plan = dial_plan(&args, target, source_ips, args.index_offset)?;
     let outcome = dial_many(plan, counters).await;
     drop(progress);
     let connected = outcome.conns.len();
@@ -418,6 +422,7 @@ async fn run_parent(args: IdleArgs) -> Result<Value> {
             .args(["--connect-timeout", &format!("{}s", args.conn.connect_timeout.as_secs_f64())])
             .args(["--channel-prefix", &args.channel_prefix])
             .args(["--kind", args.conn.kind.name()])
+            .args(["--transport", args.conn.transport.name()])
             .args(["--protocol", if args.conn.codec == crate::proto::Codec::Json { "json" } else { "protobuf" }])
             .args(["--app-key", &args.conn.app_key]);
         if args.shared_channel {
@@ -426,10 +431,14 @@ async fn run_parent(args: IdleArgs) -> Result<Value> {
         if args.no_subscribe {
             cmd.arg("--no-subscribe");
         }
-        // The token travels in the environment, not on the command line.
+        // The token and the secret travel in the environment, not on the command line.
         match &args.conn.token {
             Some(t) => cmd.env("HERALD_BENCH_TOKEN", t),
             None => cmd.env_remove("HERALD_BENCH_TOKEN"),
+        };
+        match &args.conn.hmac_secret {
+            Some(s) => cmd.env("HERALD_BENCH_HMAC_SECRET", s),
+            None => cmd.env_remove("HERALD_BENCH_HMAC_SECRET"),
         };
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
         let mut child = cmd.spawn().with_context(|| format!("spawning child {k}"))?;
