@@ -39,9 +39,13 @@ pub enum DurableError {
 /// Times a load is tried when publications keep arriving faster than the store is read.
 const LOAD_ATTEMPTS: usize = 3;
 
-/// Load a durable channel's stream into the hub unless it is loaded.
+/// Load a durable channel's stream into the hub unless it is loaded. On a store other nodes
+/// write too, a loaded stream is first brought up to the store's top ([`catch_up`]).
 pub async fn ensure_loaded(app: &AppState, channel: &str, options: &ChannelOptions) -> Result<(), DurableError> {
     let store = app.store.as_ref().ok_or(DurableError::NoStore)?;
+    if shared(store.as_ref()) && app.hub.durable_loaded(channel) {
+        catch_up(app, channel, options, None).await?;
+    }
     for _ in 0..LOAD_ATTEMPTS {
         if app.hub.durable_loaded(channel) {
             return Ok(());
@@ -65,6 +69,44 @@ pub async fn ensure_loaded(app: &AppState, channel: &str, options: &ChannelOptio
         }
     }
     Err(DurableError::Busy)
+}
+
+/// Whether other nodes write this store too (PostgreSQL shared by a cluster).
+fn shared(store: &dyn herald_store::Store) -> bool {
+    store.work_notify().is_some()
+}
+
+/// Bring a loaded durable stream up to the store: publications other nodes committed reach
+/// this node's hub here, before a local publication at `below` is released (so this node's own
+/// publications never wait behind a gap), or before a history read or a subscribe (`below`
+/// `None`: up to the store's top). They are fanned out to this node's subscribers in offset
+/// order, late but complete. A stream behind by more than its history is reloaded instead.
+/// (Live delivery of other nodes' publications as they happen comes with the cluster broker.)
+async fn catch_up(
+    app: &AppState,
+    channel: &str,
+    options: &ChannelOptions,
+    below: Option<u64>,
+) -> Result<(), DurableError> {
+    let store = app.store.as_ref().ok_or(DurableError::NoStore)?;
+    let Some(next) = app.hub.durable_next_offset(channel) else { return Ok(()) };
+    let top = match below {
+        Some(offset) => offset.saturating_sub(1),
+        None => store.channel_position(channel).await?.offset,
+    };
+    if top < next {
+        return Ok(());
+    }
+    let missing = (top - next + 1) as usize;
+    if missing > options.history_size {
+        app.hub.durable_unload(channel);
+        return Ok(());
+    }
+    let (stored, position) = store.channel_history(channel, Some(next.saturating_sub(1)), missing, false).await?;
+    for publication in stored.into_iter().filter(|p| p.offset <= top) {
+        app.hub.publish_stored(channel, &position.epoch, to_publication(publication), false);
+    }
+    Ok(())
 }
 
 /// A load of a durable channel under way; dropped without [`LoadGuard::finish`], it is aborted.
@@ -126,6 +168,14 @@ pub async fn publish(
             .await?
             .pop()
             .ok_or_else(|| StoreError::Backend("append returned no position".to_owned()))?;
+        if shared(store.as_ref())
+            && let Some(options) =
+                app.config.namespace_options(herald_core::channel::ChannelName::parse(&channel).namespace)
+            && let Err(error) = catch_up(&app, &channel, options, Some(position.offset)).await
+        {
+            // Committed all the same; the gap closes at the next catch-up.
+            tracing::warn!(%channel, %error, "Catching up a durable channel with the store failed.");
+        }
         let publication = Publication { data, info, offset: position.offset, tags, ..Default::default() };
         app.hub.publish_stored(&channel, &position.epoch, publication, delta);
         Ok::<_, DurableError>(position)

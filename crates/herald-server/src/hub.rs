@@ -534,6 +534,25 @@ impl Hub {
         self.existing_channel(channel).is_some_and(|c| c.state.lock().mode.mirror().is_some_and(|m| m.loaded))
     }
 
+    /// The next offset a loaded durable mirror expects, or `None` when it is not loaded.
+    pub fn durable_next_offset(&self, channel: &str) -> Option<u64> {
+        let channel = self.existing_channel(channel)?;
+        let state = channel.state.lock();
+        state.mode.mirror().filter(|m| m.loaded).map(|m| m.next_offset)
+    }
+
+    /// Forget a durable channel's loaded stream (it fell too far behind the store); the next
+    /// [`Hub::begin_durable_load`] and [`Hub::load_durable`] install it afresh.
+    pub fn durable_unload(&self, channel: &str) {
+        let Some(channel) = self.existing_channel(channel) else { return };
+        let mut state = channel.state.lock();
+        if let Mode::Durable { stream, mirror } = &mut state.mode {
+            *stream = None;
+            mirror.loaded = false;
+            mirror.reorder.clear();
+        }
+    }
+
     /// Start loading a durable channel's stream: the channel exists in the hub from now on, so
     /// publications committed while the store is read wait in `pending`. Every call is followed
     /// by [`Hub::load_durable`] or [`Hub::abort_durable_load`].

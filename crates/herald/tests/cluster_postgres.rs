@@ -4,6 +4,8 @@
 //! `kill -9`, and no acknowledged message is lost (duplicates only for deliveries in flight at
 //! the kill).
 //!
+//! Durable channels first: one gapless sequence across nodes, history complete from any node.
+//!
 //! Uses the machine's PostgreSQL (`HERALD_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`), in a schema of its own.
 
@@ -19,6 +21,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 const JWT_SECRET: &str = "cluster-test-management-secret-0123456789";
+const API_KEY: &str = "cluster-test-api-key";
 const ENDPOINTS: usize = 20;
 /// Endpoints with an even index deliver in order (`maxConcurrency` 1); the others 8 at once.
 const fn ordered(endpoint: usize) -> bool {
@@ -49,6 +52,17 @@ impl Node {
                 r#"
                 [server]
                 listen = "127.0.0.1:{port}"
+                [api]
+                key = "{API_KEY}"
+                [client]
+                allow_anonymous = true
+                [[channel.namespaces]]
+                name = "log"
+                durable = true
+                history_size = 100
+                history_ttl = "1h"
+                allow_subscribe_for_client = true
+                allow_subscribe_for_anonymous = true
                 [store]
                 backend = "postgres"
                 postgres_url = "{url}"
@@ -141,6 +155,100 @@ async fn receive(
     StatusCode::OK
 }
 
+async fn publish(http: &reqwest::Client, base: &str, channel: &str, n: u64) -> u64 {
+    let body: Value = http
+        .post(format!("{base}/api/publish"))
+        .header("X-API-Key", API_KEY)
+        .json(&json!({ "channel": channel, "data": { "n": n } }))
+        .send()
+        .await
+        .expect("publish")
+        .json()
+        .await
+        .expect("json");
+    body["result"]["offset"].as_u64().unwrap_or_else(|| panic!("publish failed: {body}"))
+}
+
+/// Durable channels on a shared store: one gapless sequence whichever node publishes, history
+/// complete from any node, and a node's own subscribers never wait behind publications made
+/// on other nodes (they get them first, in order).
+async fn durable_channels_across_nodes(http: &reqwest::Client, nodes: &[Node]) {
+    use futures_util::{SinkExt, StreamExt};
+    // Three distinct processes (a port handed out twice would make two "nodes" one).
+    let mut ids = std::collections::HashSet::new();
+    for node in nodes {
+        let body: Value = http
+            .post(format!("{}/api/info", node.base))
+            .header("X-API-Key", API_KEY)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("info")
+            .json()
+            .await
+            .expect("json");
+        ids.insert(body["result"]["nodes"][0]["uid"].as_str().expect("node uid").to_owned());
+    }
+    assert_eq!(ids.len(), 3, "three distinct nodes");
+    let offsets: Vec<u64> = futures_util::future::join_all(
+        nodes.iter().enumerate().map(|(i, n)| publish(http, &n.base, "log:seq", i as u64)),
+    )
+    .await;
+    let mut sorted = offsets.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec![1, 2, 3], "one gapless sequence across nodes: {offsets:?}");
+    for node in nodes {
+        let body: Value = http
+            .post(format!("{}/api/history", node.base))
+            .header("X-API-Key", API_KEY)
+            .json(&json!({ "channel": "log:seq", "limit": -1 }))
+            .send()
+            .await
+            .expect("history")
+            .json()
+            .await
+            .expect("json");
+        let got: Vec<u64> = body["result"]["publications"]
+            .as_array()
+            .expect("publications")
+            .iter()
+            .filter_map(|p| p["offset"].as_u64())
+            .collect();
+        assert_eq!(got, vec![1, 2, 3], "history from {}: {body}", node.base);
+    }
+
+    // Node b loads the channel's stream for its subscriber; a then b publish. b must release
+    // its own publication at once, after a's (read from the store), never hold it behind the gap.
+    let url = format!("{}/connection/websocket", nodes[1].base.replace("http", "ws"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket");
+    let send = |v: Value| tokio_tungstenite::tungstenite::Message::text(v.to_string());
+    ws.send(send(json!({ "id": 1, "connect": {} }))).await.expect("connect");
+    ws.send(send(json!({ "id": 2, "subscribe": { "channel": "log:live" } }))).await.expect("subscribe");
+    let mut subscribed = false;
+    while !subscribed {
+        let message =
+            tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("reply").expect("open").expect("ok");
+        subscribed = message.to_text().is_ok_and(|t| t.contains("\"id\":2"));
+    }
+    publish(http, &nodes[0].base, "log:live", 1).await;
+    publish(http, &nodes[1].base, "log:live", 2).await;
+    let mut received = Vec::new();
+    while received.len() < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("the subscriber on node b gets its own node's publication")
+            .expect("open")
+            .expect("ok");
+        for line in message.to_text().unwrap_or_default().lines() {
+            let value: Value = serde_json::from_str(line).expect("json");
+            if let Some(n) = value.pointer("/push/pub/data/n").and_then(Value::as_u64) {
+                received.push(n);
+            }
+        }
+    }
+    assert_eq!(received, vec![1, 2], "node a's publication first, then node b's own");
+}
+
 async fn management(http: &reqwest::Client, base: &str, path: &str, body: Value) -> reqwest::Result<reqwest::Response> {
     let token = herald_svix::mint_token(JWT_SECRET, "org_cluster");
     http.post(format!("{base}/api/v1{path}")).bearer_auth(token).json(&body).send().await
@@ -228,6 +336,7 @@ async fn three_nodes_on_one_postgres_deliver_each_message_once_and_survive_kill_
         nodes.push(Node::start(&dir, name, &schema).await);
     }
     let http = reqwest::Client::new();
+    durable_channels_across_nodes(&http, &nodes).await;
     let response =
         management(&http, &nodes[0].base, "/app", json!({ "name": "Cluster", "uid": "cluster" })).await.expect("app");
     assert_eq!(response.status(), 201);
