@@ -82,11 +82,7 @@ pub async fn handler(
 
 /// Node, session and the frame of commands, from either encoding.
 fn decode(headers: &HeaderMap, body: &Bytes) -> Result<(String, String, Vec<u8>), String> {
-    let protobuf = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/octet-stream"));
-    if protobuf {
+    if crate::stream::is_protobuf(headers) {
         let request = herald_protocol::EmulationRequest::decode(body.as_ref()).map_err(|e| e.to_string())?;
         return Ok((request.node, request.session, request.data.to_vec()));
     }

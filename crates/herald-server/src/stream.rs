@@ -244,7 +244,8 @@ pub struct ConnectQuery {
     pub cf_connect: Option<String>,
 }
 
-fn is_protobuf(headers: &HeaderMap) -> bool {
+/// Whether a request's body is protobuf (`Content-Type: application/octet-stream`).
+pub(crate) fn is_protobuf(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -252,14 +253,19 @@ fn is_protobuf(headers: &HeaderMap) -> bool {
 }
 
 /// The commands (or connect request) of a stream request: the `cf_connect` query parameter on
-/// GET, the body on POST.
+/// GET, the body on POST; 405 for a method not in `allowed`.
 async fn request_data(
     app: &AppState,
     method: &Method,
+    allowed: &[Method],
     query: ConnectQuery,
     body: Body,
     required: bool,
 ) -> Result<Vec<u8>, Response> {
+    if !allowed.contains(method) {
+        let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+        return Err(json_error(StatusCode::METHOD_NOT_ALLOWED, &format!("use {}", names.join(" or "))));
+    }
     let limit = app.config.client.max_frame_bytes;
     let data = if *method == Method::GET {
         match query.cf_connect {
@@ -288,12 +294,9 @@ pub async fn http_stream(
     query: Query<ConnectQuery>,
     body: Body,
 ) -> Response {
-    if method != Method::POST {
-        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
-    }
     let (protocol, framing) =
         if is_protobuf(&headers) { (Protocol::Protobuf, Framing::Protobuf) } else { (Protocol::Json, Framing::Lines) };
-    match request_data(&app, &method, query.0, body, true).await {
+    match request_data(&app, &method, &[Method::POST], query.0, body, true).await {
         Ok(commands) => open_emulated(app, protocol, framing, commands),
         Err(response) => response,
     }
@@ -301,10 +304,7 @@ pub async fn http_stream(
 
 /// `GET` or `POST /connection/sse`.
 pub async fn sse(State(app): State<Arc<AppState>>, method: Method, query: Query<ConnectQuery>, body: Body) -> Response {
-    if method != Method::GET && method != Method::POST {
-        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
-    }
-    match request_data(&app, &method, query.0, body, true).await {
+    match request_data(&app, &method, &[Method::GET, Method::POST], query.0, body, true).await {
         Ok(commands) => open_emulated(app, Protocol::Json, Framing::Sse, commands),
         Err(response) => response,
     }
@@ -339,10 +339,7 @@ pub async fn uni_sse(
     query: Query<ConnectQuery>,
     body: Body,
 ) -> Response {
-    if method != Method::GET && method != Method::POST {
-        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
-    }
-    let data = match request_data(&app, &method, query.0, body, false).await {
+    let data = match request_data(&app, &method, &[Method::GET, Method::POST], query.0, body, false).await {
         Ok(data) => data,
         Err(response) => return response,
     };
@@ -357,10 +354,7 @@ pub async fn uni_http_stream(
     query: Query<ConnectQuery>,
     body: Body,
 ) -> Response {
-    if method != Method::POST {
-        return json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
-    }
-    match request_data(&app, &method, query.0, body, false).await {
+    match request_data(&app, &method, &[Method::POST], query.0, body, false).await {
         Ok(data) => open_unidirectional(app, Framing::Lines, &data, None).await,
         Err(response) => response,
     }

@@ -10,7 +10,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test`), in a schema of its own.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -19,6 +19,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use support::{Node, free_port};
+
+mod support;
 
 const JWT_SECRET: &str = "cluster-test-management-secret-0123456789";
 const API_KEY: &str = "cluster-test-api-key";
@@ -32,24 +35,10 @@ fn postgres_url() -> String {
     std::env::var("HERALD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Node {
-    async fn start(dir: &std::path::Path, name: &str, schema: &str) -> Node {
-        let port = free_port();
-        let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                r#"
+async fn start_node(dir: &std::path::Path, name: &str, schema: &str) -> Node {
+    let port = free_port();
+    let config = format!(
+        r#"
                 [server]
                 listen = "127.0.0.1:{port}"
                 [api]
@@ -78,43 +67,9 @@ impl Node {
                 retry_schedule = ["200ms", "200ms", "200ms", "200ms", "200ms"]
                 retry_jitter = 0.0
                 "#,
-                url = postgres_url(),
-            ),
-        )
-        .expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["--config", config.to_str().expect("utf-8 path"), "serve"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("herald starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(response) = http.get(format!("{base}/readyz")).send().await
-                && response.status().is_success()
-            {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{name} did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Node { child, base }
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().expect("kill");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        url = postgres_url(),
+    );
+    Node::start(dir, name, port, &config, "warn", Duration::from_secs(30)).await
 }
 
 /// What the endpoints received.
@@ -250,8 +205,7 @@ async fn durable_channels_across_nodes(http: &reqwest::Client, nodes: &[Node]) {
 }
 
 async fn management(http: &reqwest::Client, base: &str, path: &str, body: Value) -> reqwest::Result<reqwest::Response> {
-    let token = herald_svix::mint_token(JWT_SECRET, "org_cluster");
-    http.post(format!("{base}/api/v1{path}")).bearer_auth(token).json(&body).send().await
+    support::management(http, base, JWT_SECRET, "org_cluster", path, body).await
 }
 
 /// Send `per_endpoint` messages to every endpoint through `nodes` in turn: one sender per
@@ -333,7 +287,7 @@ async fn three_nodes_on_one_postgres_deliver_each_message_once_and_survive_kill_
 
     let mut nodes = Vec::new();
     for name in ["a", "b", "c"] {
-        nodes.push(Node::start(&dir, name, &schema).await);
+        nodes.push(start_node(&dir, name, &schema).await);
     }
     let http = reqwest::Client::new();
     durable_channels_across_nodes(&http, &nodes).await;

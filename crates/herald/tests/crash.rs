@@ -6,7 +6,6 @@
 //! SIGKILL with no chance to drain.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,87 +13,42 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use support::{Node, free_port};
+
+mod support;
 
 const JWT_SECRET: &str = "crash-test-management-secret";
 const API_KEY: &str = "crash-test-api-key";
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-struct Herald {
-    child: Child,
-    base: String,
-}
-
-impl Herald {
-    async fn start(data_dir: &std::path::Path, port: u16) -> Herald {
-        let config = data_dir.join("herald.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-                [server]
-                listen = "127.0.0.1:{port}"
-                [api]
-                key = "{API_KEY}"
-                [client]
-                history_max_limit = 1000000
-                [store]
-                data_dir = "{dir}"
-                [management]
-                jwt_secret = "{JWT_SECRET}"
-                [webhooks]
-                allow_networks = ["127.0.0.0/8"]
-                lease = "3s"
-                request_timeout = "1s"
-                poll_interval = "200ms"
-                retry_schedule = ["200ms", "200ms", "200ms", "200ms", "200ms"]
-                [[channel.namespaces]]
-                name = "log"
-                durable = true
-                history_size = 100000
-                history_ttl = "1h"
-                "#,
-                dir = data_dir.join("data").display()
-            ),
-        )
-        .expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["--config", config.to_str().expect("utf-8 path"), "serve"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("herald starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(response) = http.get(format!("{base}/readyz")).send().await
-                && response.status().is_success()
-            {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "herald did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Herald { child, base }
-    }
-
-    fn kill9(&mut self) {
-        // `Child::kill` is SIGKILL on Unix: no drain, no flush.
-        self.child.kill().expect("kill");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Herald {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The node under test: its config, on `port`, with its data in `data_dir`.
+async fn start_herald(data_dir: &std::path::Path, port: u16) -> Node {
+    let config = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:{port}"
+        [api]
+        key = "{API_KEY}"
+        [client]
+        history_max_limit = 1000000
+        [store]
+        data_dir = "{dir}"
+        [management]
+        jwt_secret = "{JWT_SECRET}"
+        [webhooks]
+        allow_networks = ["127.0.0.0/8"]
+        lease = "3s"
+        request_timeout = "1s"
+        poll_interval = "200ms"
+        retry_schedule = ["200ms", "200ms", "200ms", "200ms", "200ms"]
+        [[channel.namespaces]]
+        name = "log"
+        durable = true
+        history_size = 100000
+        history_ttl = "1h"
+        "#,
+        dir = data_dir.join("data").display()
+    );
+    Node::start(data_dir, "herald", port, &config, "warn", Duration::from_secs(20)).await
 }
 
 #[derive(Clone, Default)]
@@ -110,8 +64,7 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap) -> Status
 }
 
 async fn management(http: &reqwest::Client, base: &str, path: &str, body: Value) -> reqwest::Result<reqwest::Response> {
-    let token = herald_svix::mint_token(JWT_SECRET, "org_crash");
-    http.post(format!("{base}/api/v1{path}")).bearer_auth(token).json(&body).send().await
+    support::management(http, base, JWT_SECRET, "org_crash", path, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +80,7 @@ async fn kill_9_under_load_loses_no_acknowledged_event() {
     let router = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(receiver.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let mut herald = Herald::start(&data_dir, port).await;
+    let mut herald = start_herald(&data_dir, port).await;
     let http = reqwest::Client::new();
     let response =
         management(&http, &herald.base, "/app", json!({ "name": "Crash", "uid": "crash" })).await.expect("app");
@@ -199,7 +152,7 @@ async fn kill_9_under_load_loses_no_acknowledged_event() {
     );
 
     // Restart on the same data: every acknowledged message reaches the endpoint.
-    let herald = Herald::start(&data_dir, port).await;
+    let herald = start_herald(&data_dir, port).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let missing = {

@@ -8,7 +8,7 @@
 //! them as the `postgres` user (PostgreSQL refuses to run as root).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +16,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use support::{Node, free_port};
+
+mod support;
 
 const JWT_SECRET: &str = "outage-test-management-secret-0123456789";
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
 
 /// The newest installed PostgreSQL's programs.
 fn pg_bin() -> PathBuf {
@@ -103,19 +101,10 @@ impl Drop for PrivatePostgres {
     }
 }
 
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Node {
-    async fn start(dir: &Path, url: &str) -> Node {
-        let port = free_port();
-        let config = dir.join("herald.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
+async fn start_node(dir: &Path, url: &str) -> Node {
+    let port = free_port();
+    let config = format!(
+        r#"
                 [server]
                 listen = "127.0.0.1:{port}"
                 readiness_timeout = "1s"
@@ -132,45 +121,12 @@ impl Node {
                 retry_schedule = ["200ms", "200ms", "200ms", "200ms", "200ms", "1s", "1s", "1s"]
                 retry_jitter = 0.0
                 "#
-            ),
-        )
-        .expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["--config", config.to_str().expect("utf-8 path"), "serve"])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("herald starts");
-        let node = Node { child, base: format!("http://127.0.0.1:{port}") };
-        node.wait_ready(Duration::from_secs(30)).await;
-        node
-    }
-
-    async fn ready(&self) -> bool {
-        let response = reqwest::Client::new().get(format!("{}/readyz", self.base)).send().await;
-        response.is_ok_and(|r| r.status().is_success())
-    }
-
-    async fn wait_ready(&self, within: Duration) {
-        let deadline = tokio::time::Instant::now() + within;
-        while !self.ready().await {
-            assert!(tokio::time::Instant::now() < deadline, "the node did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    );
+    Node::start(dir, "herald", port, &config, "error", Duration::from_secs(30)).await
 }
 
 async fn management(http: &reqwest::Client, base: &str, path: &str, body: Value) -> reqwest::Response {
-    let token = herald_svix::mint_token(JWT_SECRET, "org_outage");
-    http.post(format!("{base}/api/v1{path}")).bearer_auth(token).json(&body).send().await.expect("node reachable")
+    support::management(http, base, JWT_SECRET, "org_outage", path, body).await.expect("node reachable")
 }
 
 async fn receive(State(ids): State<Arc<Mutex<Vec<String>>>>, headers: HeaderMap) -> StatusCode {
@@ -190,7 +146,7 @@ async fn a_database_outage_refuses_writes_with_503_and_the_node_recovers_by_itse
     let router = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(received.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let node = Node::start(&postgres.dir, &postgres.url()).await;
+    let node = start_node(&postgres.dir, &postgres.url()).await;
     let http = reqwest::Client::new();
     assert_eq!(management(&http, &node.base, "/app", json!({ "name": "Outage", "uid": "outage" })).await.status(), 201);
     assert_eq!(management(&http, &node.base, "/app/outage/endpoint", json!({ "url": hook })).await.status(), 201);
