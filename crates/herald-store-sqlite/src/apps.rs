@@ -166,27 +166,7 @@ pub(crate) fn delete_event_type(conn: &Connection, name: &str, expunge: bool) ->
 pub(crate) fn create_endpoint(conn: &Connection, app_id_or_uid: &str, new: NewEndpoint) -> StoreResult<Endpoint> {
     let app_id = require_app(conn, app_id_or_uid)?;
     let now = now_ms();
-    let endpoint = Endpoint {
-        id: new_id(ids::ENDPOINT),
-        app_id,
-        uid: new.uid,
-        url: new.url,
-        description: new.description,
-        version: new.version,
-        disabled: new.disabled,
-        disabled_reason: None,
-        event_types: new.event_types,
-        channels: new.channels,
-        secret: new.secret,
-        previous_secrets: Vec::new(),
-        headers: new.headers,
-        rate_limit: new.rate_limit,
-        max_concurrency: new.max_concurrency,
-        metadata: new.metadata,
-        failing_since: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let endpoint = Endpoint::create(app_id, new, now);
     conn.prepare_cached(
         "INSERT INTO endpoints (id, app_id, uid, url, description, version, disabled, disabled_reason, event_types, \
          channels, secret, previous_secrets, headers, rate_limit, max_concurrency, metadata, failing_since, created_at, \

@@ -128,6 +128,34 @@ pub struct Endpoint {
     pub updated_at: Timestamp,
 }
 
+impl Endpoint {
+    /// A new endpoint of `app_id` as every backend creates it: a fresh id, enabled state and
+    /// secret from `new`, no failure streak, created and updated `now`.
+    pub fn create(app_id: String, new: NewEndpoint, now: Timestamp) -> Endpoint {
+        Endpoint {
+            id: crate::ids::new_id(crate::ids::ENDPOINT),
+            app_id,
+            uid: new.uid,
+            url: new.url,
+            description: new.description,
+            version: new.version,
+            disabled: new.disabled,
+            disabled_reason: None,
+            event_types: new.event_types,
+            channels: new.channels,
+            secret: new.secret,
+            previous_secrets: Vec::new(),
+            headers: new.headers,
+            rate_limit: new.rate_limit,
+            max_concurrency: new.max_concurrency,
+            metadata: new.metadata,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEndpoint {
     pub uid: Option<String>,

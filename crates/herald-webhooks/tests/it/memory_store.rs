@@ -125,27 +125,7 @@ impl Applications for MemoryStore {
 
     async fn create_endpoint(&self, app_id: &str, new: NewEndpoint) -> StoreResult<Endpoint> {
         let now = now_ms();
-        let endpoint = Endpoint {
-            id: ids::new_id(ids::ENDPOINT),
-            app_id: app_id.to_owned(),
-            uid: new.uid,
-            url: new.url,
-            description: new.description,
-            version: new.version,
-            disabled: new.disabled,
-            disabled_reason: None,
-            event_types: new.event_types,
-            channels: new.channels,
-            secret: new.secret,
-            previous_secrets: Vec::new(),
-            headers: new.headers,
-            rate_limit: new.rate_limit,
-            max_concurrency: new.max_concurrency,
-            metadata: new.metadata,
-            failing_since: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let endpoint = Endpoint::create(app_id.to_owned(), new, now);
         self.state.lock().endpoints.push(endpoint.clone());
         Ok(endpoint)
     }
