@@ -9,7 +9,10 @@
 # Binaries: HERALD_BIN / HERALD_BENCH_BIN (default target/release/*). When either is given,
 # nothing is built (CI passes debug binaries). Extra arguments go to `herald-bench suite`
 # (e.g. --only fanout,idle --targets herald,herald-sse,nchan --cases 10000 --reps 1 --duration 5s --no-peers;
-# `herald-sse` is Herald with its idle and fan-out clients on uni SSE instead of WebSocket).
+# `herald-sse` is Herald with its idle and fan-out clients on uni SSE instead of WebSocket;
+# `herald-postgres` is Herald on the PostgreSQL store for the durable-publish and webhook cases, a fresh
+# schema per run in --postgres-url / HERALD_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test),
+# dropped afterwards; its rows are skipped, loudly, when PostgreSQL does not answer).
 # Results: bench/results/<run-id>/ (JSON per scenario, SVG charts, server logs).
 # Quick runs write their report to bench/results/<run-id>/REPORT.md, full runs to bench/REPORT.md.
 set -euo pipefail

@@ -70,6 +70,23 @@ pub struct SuiteArgs {
     /// Full mode: the largest subscriber/connection count (bounded by the 20,000 open files).
     #[arg(long, default_value_t = 19_000)]
     pub max_conns: usize,
+    /// PostgreSQL of the `herald-postgres` target (trust auth or a password in the URL). Every
+    /// server start gets a fresh schema in it, dropped (with `psql`) after the run; when it does
+    /// not answer, that target's rows are recorded as skipped.
+    #[arg(long, env = "HERALD_BENCH_POSTGRES_URL", default_value = DEFAULT_POSTGRES_URL)]
+    pub postgres_url: String,
+}
+
+/// The machine's PostgreSQL (trust auth), as the test suites use it.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The suite's Herald on PostgreSQL: durable publishes and webhooks only.
+pub const POSTGRES_TARGET: &str = "herald-postgres";
+
+/// Herald's store backend in a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreBackend {
+    Sqlite,
+    Postgres,
 }
 
 /// One server under test.
@@ -93,6 +110,11 @@ pub struct Target {
     pub version: String,
     pub port_plus_one: bool,
     pub notes: String,
+    /// Herald's store (peers: SQLite, unused).
+    pub store: StoreBackend,
+    /// `Some(why)` when the target cannot run on this machine for a reason outside the server
+    /// (PostgreSQL unreachable): its rows are recorded as skipped, not failed.
+    pub skip: Option<String>,
 }
 
 impl Target {
@@ -143,6 +165,84 @@ fn herald_target(name: &str, codec: Codec, transport: Transport, bin: &Path) -> 
         version: format!("{version} ({})", git_describe()),
         port_plus_one: false,
         notes: String::new(),
+        store: StoreBackend::Sqlite,
+        skip: None,
+    }
+}
+
+/// Herald on the PostgreSQL store at `url`; skipped when that does not answer.
+fn herald_postgres_target(bin: &Path, url: &str) -> Target {
+    let mut t = herald_target(POSTGRES_TARGET, Codec::Json, Transport::Websocket, bin);
+    t.store = StoreBackend::Postgres;
+    t.notes = format!("PostgreSQL store at {}, a fresh schema per run", redact_url(url));
+    t.skip = postgres_unreachable(url);
+    t
+}
+
+/// The URL without its password, for the report.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Runs one SQL command with `psql` (at most 10 s); `Err` with psql's message when it fails.
+fn psql(url: &str, sql: &str) -> Result<String> {
+    let mut child = std::process::Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "3")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running psql (Debian package `postgresql-client`)")?;
+    let t0 = Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("psql did not finish within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Why the PostgreSQL at `url` cannot be used by the suite, if it cannot.
+fn postgres_unreachable(url: &str) -> Option<String> {
+    if !on_path("psql") {
+        return Some("psql is not installed (Debian package `postgresql-client`); PostgreSQL rows skipped".into());
+    }
+    match psql(url, "SELECT 1") {
+        Ok(v) if v == "1" => None,
+        Ok(v) => Some(format!("PostgreSQL at {} answered `{v}` to SELECT 1", redact_url(url))),
+        Err(e) => Some(format!("PostgreSQL at {} is unreachable: {e:#}", redact_url(url))),
+    }
+}
+
+/// The schema of the PostgreSQL server started on `port` by this suite process: unique per
+/// start (ports are not reused within a run) and per process, a valid `store.postgres_schema`.
+fn bench_schema(pid: u32, port: u16) -> String {
+    format!("herald_bench_{pid}_{port}")
+}
+
+fn drop_schema(url: &str, schema: &str) {
+    if let Err(e) = psql(url, &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")) {
+        say(format!("[suite] WARNING: could not drop PostgreSQL schema {schema}: {e:#}"));
     }
 }
 
@@ -206,6 +306,8 @@ pub fn load_peers(path: &Path) -> Result<Vec<Target>> {
             version,
             port_plus_one: p.get("reserves_port_plus_one").and_then(Value::as_bool).unwrap_or(false),
             notes: s(&p, "limits"),
+            store: StoreBackend::Sqlite,
+            skip: None,
         });
     }
     Ok(out)
@@ -242,12 +344,20 @@ struct Ctx {
     starts: u64,
     herald_failures: Vec<String>,
     peer_failures: Vec<String>,
-    /// Cases not run because a load tool they need is not installed.
+    /// Cases not run because a load tool they need is not installed (or PostgreSQL is down).
     skipped: Vec<String>,
+    /// PostgreSQL schemas of started servers, not dropped yet.
+    pg_schemas: Vec<String>,
 }
 
 impl Ctx {
-    fn herald_config(&self, port: u16, data_dir: &Path) -> String {
+    /// Herald's configuration; `postgres` = (URL, schema) for the PostgreSQL store.
+    fn herald_config(&self, port: u16, data_dir: &Path, postgres: Option<(&str, &str)>) -> String {
+        let pg = postgres
+            .map(|(url, schema)| {
+                format!("backend = \"postgres\"\npostgres_url = \"{url}\"\npostgres_schema = \"{schema}\"\n")
+            })
+            .unwrap_or_default();
         format!(
             r#"[server]
 listen = "127.0.0.1:{port}"
@@ -279,7 +389,7 @@ allow_subscribe_for_client = true
 allow_subscribe_for_anonymous = true
 
 [store]
-data_dir = "{}"
+{pg}data_dir = "{}"
 
 [webhooks]
 allow_networks = ["127.0.0.0/8"]
@@ -302,12 +412,28 @@ token = "{MGMT_TOKEN}"
             let data = dir.join(format!("data-{port}"));
             let _ = std::fs::remove_dir_all(&data);
             let conf = dir.join(format!("herald-{port}.toml"));
-            std::fs::write(&conf, self.herald_config(port, &data))?;
+            let schema = bench_schema(std::process::id(), port);
+            let pg = (t.store == StoreBackend::Postgres).then_some((self.args.postgres_url.as_str(), schema.as_str()));
+            if pg.is_some() {
+                self.pg_schemas.push(schema.clone());
+            }
+            std::fs::write(&conf, self.herald_config(port, &data, pg))?;
             // A copy for the report (the port differs per run).
-            let _ = std::fs::write(self.out.join("herald.toml"), self.herald_config(18000, Path::new("DATA_DIR")));
+            let (copy, sample) = match t.store {
+                StoreBackend::Sqlite => ("herald.toml", None),
+                StoreBackend::Postgres => ("herald-postgres.toml", Some((DEFAULT_POSTGRES_URL, "SCHEMA"))),
+            };
+            let _ = std::fs::write(self.out.join(copy), self.herald_config(18000, Path::new("DATA_DIR"), sample));
             Ok(format!("{} --config {} serve", self.args.herald_bin.display(), conf.display()))
         } else {
             Ok(t.start.replace("{port}", &port.to_string()))
+        }
+    }
+
+    /// Drops the schemas of the PostgreSQL servers started so far (they are stopped).
+    fn drop_started_schemas(&mut self) {
+        for schema in std::mem::take(&mut self.pg_schemas) {
+            drop_schema(&self.args.postgres_url, &schema);
         }
     }
 
@@ -377,6 +503,8 @@ struct Case {
     /// Herald only (webhooks), or only these targets.
     herald_only: bool,
     protobuf_too: bool,
+    /// Also run by Herald on PostgreSQL (`herald-postgres`).
+    postgres_too: bool,
     /// Also run by Herald over uni SSE (`herald-sse`).
     sse_too: bool,
     run: CaseRun,
@@ -386,6 +514,9 @@ impl Case {
     /// Whether target `t` runs this case at all (every JSON WebSocket target does; Protobuf
     /// and uni SSE only where the case says so).
     fn eligible(&self, t: &Target) -> bool {
+        if t.store == StoreBackend::Postgres {
+            return self.postgres_too;
+        }
         match (t.transport, t.codec) {
             (Transport::UniSse, _) => self.sse_too,
             (Transport::Websocket, Codec::Json) => true,
@@ -396,12 +527,34 @@ impl Case {
 
 #[derive(Clone, Debug)]
 enum CaseRun {
-    Fanout { subs: usize, rate: Rate, own: bool, churn: usize, shared_every: u64 },
-    Idle { conns: usize },
-    Api { namespace: String, label: String, wrk: bool },
-    Webhook { rate: Rate, fail_half: bool },
-    Coldstart { reps: usize },
+    Fanout {
+        subs: usize,
+        rate: Rate,
+        own: bool,
+        churn: usize,
+        shared_every: u64,
+    },
+    Idle {
+        conns: usize,
+    },
+    Api {
+        namespace: String,
+        label: String,
+        wrk: bool,
+    },
+    /// `concurrency`: the endpoint's `maxConcurrency` (1 = ordered).
+    Webhook {
+        rate: Rate,
+        fail_half: bool,
+        concurrency: u32,
+    },
+    Coldstart {
+        reps: usize,
+    },
 }
+
+/// `maxConcurrency` of the endpoint in the unordered webhook cases.
+const UNORDERED_CONCURRENCY: u32 = 64;
 
 fn rate_name(r: Rate) -> String {
     match r {
@@ -421,6 +574,7 @@ fn cases(scenario: &str, mode: Mode, max_conns: usize) -> Vec<Case> {
         params,
         herald_only: false,
         protobuf_too: false,
+        postgres_too: false,
         sse_too: false,
         run,
     };
@@ -477,6 +631,8 @@ fn cases(scenario: &str, mode: Mode, max_conns: usize) -> Vec<Case> {
                         CaseRun::Api { namespace: ns.into(), label: label.into(), wrk },
                     );
                     c.herald_only = !ns.is_empty();
+                    // The store comparison: durable publishes (quick: herald-bench only).
+                    c.postgres_too = !ns.is_empty() && (full || !wrk);
                     v.push(c);
                 }
             }
@@ -485,21 +641,31 @@ fn cases(scenario: &str, mode: Mode, max_conns: usize) -> Vec<Case> {
         "webhook" => {
             let fixed_rate = if full { 1000.0 } else { 200.0 };
             let fail_rate = if full { 500.0 } else { 100.0 };
+            let wh = |rate: Rate, fail_half: bool, concurrency: u32| CaseRun::Webhook { rate, fail_half, concurrency };
             let mut v = vec![
-                mk(
-                    format!("{fixed_rate}/s"),
-                    json!({"rate": fixed_rate}),
-                    CaseRun::Webhook { rate: Rate::PerSec(fixed_rate), fail_half: false },
-                ),
-                mk("max".into(), json!({"rate": "max"}), CaseRun::Webhook { rate: Rate::Max, fail_half: false }),
+                mk(format!("{fixed_rate}/s"), json!({"rate": fixed_rate}), wh(Rate::PerSec(fixed_rate), false, 1)),
+                mk("max".into(), json!({"rate": "max"}), wh(Rate::Max, false, 1)),
                 mk(
                     format!("{fail_rate}/s, receiver fails half"),
                     json!({"rate": fail_rate, "fail_half": true}),
-                    CaseRun::Webhook { rate: Rate::PerSec(fail_rate), fail_half: true },
+                    wh(Rate::PerSec(fail_rate), true, 1),
                 ),
             ];
+            // Unordered endpoints (deliveries in parallel): the store's throughput, not one
+            // endpoint's round trips.
+            let c = UNORDERED_CONCURRENCY;
+            if full {
+                v.push(mk(
+                    format!("{fixed_rate}/s, unordered"),
+                    json!({"rate": fixed_rate, "max_concurrency": c}),
+                    wh(Rate::PerSec(fixed_rate), false, c),
+                ));
+            }
+            v.push(mk("max, unordered".into(), json!({"rate": "max", "max_concurrency": c}), wh(Rate::Max, false, c)));
             for c in &mut v {
                 c.herald_only = true;
+                // Quick: one PostgreSQL webhook row, so CI stays short.
+                c.postgres_too = full || c.name == "max, unordered";
             }
             v
         }
@@ -570,7 +736,16 @@ async fn run_case(ctx: &mut Ctx, t: &Target, case: &Case, rep: usize, dur: Durat
         std::env::set_current_dir(cwd)?;
         return r;
     }
-    let mut server = ctx.start(t, &label).await?;
+    let mut server = match ctx.start(t, &label).await {
+        Ok(s) => s,
+        Err(e) => {
+            // The server may have created its schema before it failed.
+            if t.store == StoreBackend::Postgres {
+                ctx.drop_started_schemas();
+            }
+            return Err(e);
+        }
+    };
     let pid = Some(server.pid);
     let port = server.port;
     let api_url = format!("http://127.0.0.1:{port}");
@@ -642,9 +817,10 @@ async fn run_case(ctx: &mut Ctx, t: &Target, case: &Case, rep: usize, dur: Durat
                 .await
             }
         }
-        CaseRun::Webhook { rate, fail_half } => {
+        CaseRun::Webhook { rate, fail_half, concurrency } => {
             let mut a = webhook::WebhookArgs::new(&api_url, MGMT_TOKEN, *rate, dur);
             a.fail_half = *fail_half;
+            a.endpoint_concurrency = *concurrency;
             a.server_pid = pid;
             a.drain_max = Duration::from_secs(if full { 60 } else { 5 });
             a.drain_idle = Duration::from_secs(if full { 5 } else { 1 });
@@ -656,6 +832,9 @@ async fn run_case(ctx: &mut Ctx, t: &Target, case: &Case, rep: usize, dur: Durat
     trim_log(&ctx.out.join("logs").join(format!("{}-{label}.log", t.name)));
     if t.is_herald() {
         let _ = std::fs::remove_dir_all(ctx.out.join("tmp").join(format!("data-{port}")));
+    }
+    if t.store == StoreBackend::Postgres {
+        ctx.drop_started_schemas();
     }
     result
 }
@@ -718,6 +897,14 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
         herald_target("herald-protobuf", Codec::Protobuf, Transport::Websocket, &herald_bin),
         herald_target("herald-sse", Codec::Json, Transport::UniSse, &herald_bin),
     ];
+    // Herald on PostgreSQL, beside the SQLite rows of `herald` (probed only when selected).
+    if args.targets.is_empty() || args.targets.iter().any(|n| n == POSTGRES_TARGET) {
+        let t = herald_postgres_target(&herald_bin, &args.postgres_url);
+        if let Some(why) = &t.skip {
+            say(format!("\n[suite] WARNING: {POSTGRES_TARGET} rows are SKIPPED: {why}\n"));
+        }
+        targets.push(t);
+    }
     let mut peers_note = String::new();
     if !args.no_peers {
         match load_peers(&args.peers) {
@@ -746,7 +933,13 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
         "targets": targets.iter().map(|t| json!({
             "name": t.name, "kind": t.kind.name(), "codec": t.codec, "transport": t.transport, "version": t.version,
             "installed": t.not_installed.is_none(), "not_installed": t.not_installed, "notes": t.notes,
-            "start": if t.is_herald() { format!("{} --config herald.toml serve", herald_bin.display()) } else { t.start.clone() },
+            "store": t.is_herald().then_some(match t.store { StoreBackend::Sqlite => "sqlite", StoreBackend::Postgres => "postgres" }),
+            "skipped": t.skip,
+            "start": match (t.is_herald(), t.store) {
+                (true, StoreBackend::Sqlite) => format!("{} --config herald.toml serve", herald_bin.display()),
+                (true, StoreBackend::Postgres) => format!("{} --config herald-postgres.toml serve", herald_bin.display()),
+                (false, _) => t.start.clone(),
+            },
         })).collect::<Vec<_>>(),
         "scenarios": scenarios,
     });
@@ -760,6 +953,7 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
         herald_failures: vec![],
         peer_failures: vec![],
         skipped: vec![],
+        pg_schemas: vec![],
     };
     let t_all = Instant::now();
     for scenario in &scenarios {
@@ -804,6 +998,17 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
                     if let Some(why) = &t.not_installed {
                         if rep == 0 {
                             set(&mut entry, "status", json!("not installed"));
+                            set(&mut entry, "error", json!(why));
+                            runs.push(entry);
+                        }
+                        continue;
+                    }
+                    if let Some(why) = &t.skip {
+                        // Like a missing load tool: says nothing about the server; loud, not failed.
+                        if rep == 0 {
+                            say(format!("[suite] SKIPPED {scenario} / {} / {}: {why}", case.name, t.name));
+                            ctx.skipped.push(format!("{scenario} / {} / {}: {why}", case.name, t.name));
+                            set(&mut entry, "status", json!("skipped"));
                             set(&mut entry, "error", json!(why));
                             runs.push(entry);
                         }
@@ -893,7 +1098,7 @@ pub async fn run(args: SuiteArgs) -> Result<()> {
         say(format!("  FAILED {f}"));
     }
     for s in &ctx.skipped {
-        say(format!("  SKIPPED (a load tool is missing, not a failure) {s}"));
+        say(format!("  SKIPPED (a load tool or PostgreSQL is missing, not a failure) {s}"));
     }
     if !ctx.herald_failures.is_empty() || (ctx.args.strict && !ctx.peer_failures.is_empty()) {
         bail!("{} Herald run(s) and {} peer run(s) failed", ctx.herald_failures.len(), ctx.peer_failures.len());
@@ -941,6 +1146,7 @@ mod tests {
                 no_peers: true,
                 strict: false,
                 max_conns: 19_000,
+                postgres_url: DEFAULT_POSTGRES_URL.into(),
             },
             out: PathBuf::new(),
             root: PathBuf::new(),
@@ -949,9 +1155,119 @@ mod tests {
             herald_failures: vec![],
             peer_failures: vec![],
             skipped: vec![],
+            pg_schemas: vec![],
         }
-        .herald_config(1, Path::new("/d"));
+        .herald_config(1, Path::new("/d"), None);
         assert!(config.contains(&format!("[client.token]\nhmac_secret = \"{HMAC_SECRET}\"")), "{config}");
+        assert!(!config.contains("postgres"), "{config}");
+    }
+
+    fn test_ctx() -> Ctx {
+        Ctx {
+            args: SuiteArgs {
+                mode: Mode::Quick,
+                herald_bin: "/nonexistent/herald".into(),
+                peers: PathBuf::new(),
+                out: PathBuf::new(),
+                only: vec![],
+                targets: vec![],
+                cases: vec![],
+                reps: None,
+                duration: None,
+                no_peers: true,
+                strict: false,
+                max_conns: 19_000,
+                postgres_url: DEFAULT_POSTGRES_URL.into(),
+            },
+            out: PathBuf::new(),
+            root: PathBuf::new(),
+            next_port: 0,
+            starts: 0,
+            herald_failures: vec![],
+            peer_failures: vec![],
+            skipped: vec![],
+            pg_schemas: vec![],
+        }
+    }
+
+    #[test]
+    fn postgres_target_runs_only_durable_publishes_and_webhooks_and_few_in_quick() {
+        let bin = Path::new("/nonexistent/herald");
+        let mut pg = herald_target(POSTGRES_TARGET, Codec::Json, Transport::Websocket, bin);
+        pg.store = StoreBackend::Postgres;
+        let sqlite = herald_target("herald", Codec::Json, Transport::Websocket, bin);
+        for mode in [Mode::Quick, Mode::Full] {
+            let mut pg_cases = Vec::new();
+            for scenario in SCENARIOS {
+                for case in cases(scenario, mode, 19_000) {
+                    if case.eligible(&pg) {
+                        // Every PostgreSQL row has its SQLite row in the same run.
+                        assert!(case.eligible(&sqlite), "{scenario} / {}", case.name);
+                        match &case.run {
+                            CaseRun::Api { namespace, .. } => assert_eq!(namespace, "durable:"),
+                            CaseRun::Webhook { .. } => {}
+                            other => panic!("{scenario} / {}: {other:?} on PostgreSQL", case.name),
+                        }
+                        pg_cases.push(format!("{scenario} / {}", case.name));
+                    }
+                }
+            }
+            match mode {
+                // CI: two short runs.
+                Mode::Quick => {
+                    assert_eq!(pg_cases, ["api / durable, herald-bench", "webhook / max, unordered"]);
+                }
+                Mode::Full => {
+                    assert!(pg_cases.contains(&"api / durable, wrk".to_string()), "{pg_cases:?}");
+                    assert!(pg_cases.contains(&"webhook / 1000/s".to_string()), "{pg_cases:?}");
+                    assert!(pg_cases.contains(&"webhook / 1000/s, unordered".to_string()), "{pg_cases:?}");
+                    assert_eq!(pg_cases.len(), 7, "{pg_cases:?}");
+                }
+            }
+        }
+        // The unordered cases really ask for parallel deliveries.
+        let unordered = cases("webhook", Mode::Quick, 19_000).into_iter().find(|c| c.name == "max, unordered");
+        assert!(matches!(unordered.map(|c| c.run), Some(CaseRun::Webhook { concurrency: UNORDERED_CONCURRENCY, .. })));
+    }
+
+    #[test]
+    fn postgres_config_has_its_own_schema_per_start() {
+        let mut ctx = test_ctx();
+        ctx.out = std::env::temp_dir().join(format!("herald-bench-suite-pg-{}", std::process::id()));
+        std::fs::create_dir_all(&ctx.out).expect("tmp dir");
+        let mut pg = herald_target(POSTGRES_TARGET, Codec::Json, Transport::Websocket, Path::new("/x/herald"));
+        pg.store = StoreBackend::Postgres;
+        ctx.start_command(&pg, 21_000).expect("command");
+        ctx.start_command(&pg, 21_002).expect("command");
+        let conf = std::fs::read_to_string(ctx.out.join("tmp/herald-21000.toml")).expect("config");
+        let _ = std::fs::remove_dir_all(&ctx.out);
+        let pid = std::process::id();
+        assert_eq!(ctx.pg_schemas, [format!("herald_bench_{pid}_21000"), format!("herald_bench_{pid}_21002")]);
+        let store = conf.split("[store]\n").nth(1).and_then(|s| s.split("\n\n").next()).expect("[store]");
+        assert_eq!(
+            store,
+            format!(
+                "backend = \"postgres\"\npostgres_url = \"{DEFAULT_POSTGRES_URL}\"\npostgres_schema = \"herald_bench_{pid}_21000\"\ndata_dir = \"{}\"",
+                ctx.out.join("tmp/data-21000").display()
+            )
+        );
+        // Herald accepts it: a-z, 0-9 and _, at most 63, not starting with a digit.
+        let s = bench_schema(u32::MAX, u16::MAX);
+        assert!(s.len() <= 63 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{s}");
+    }
+
+    #[test]
+    fn unreachable_postgres_is_a_skip_reason() {
+        if !on_path("psql") {
+            assert!(postgres_unreachable(DEFAULT_POSTGRES_URL).is_some_and(|w| w.contains("psql")));
+            return;
+        }
+        // Nothing listens on port 1.
+        let why = postgres_unreachable("postgres://postgres@127.0.0.1:1/test").expect("unreachable");
+        assert!(why.contains("unreachable"), "{why}");
+        let t = herald_postgres_target(Path::new("/x/herald"), "postgres://bench:secret@127.0.0.1:1/test");
+        assert!(t.skip.is_some());
+        assert!(!t.notes.contains("secret") && t.notes.contains("bench:***@127.0.0.1:1"), "{}", t.notes);
     }
 
     #[test]
