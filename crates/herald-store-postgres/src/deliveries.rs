@@ -46,10 +46,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::paging::{KeyKind, Listing, OwnedParam, fetch_page};
 use super::rows::{
-    ATTEMPT_COLUMNS, Conn, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, MESSAGE_COLUMNS, attempt_from_row, delivery_from_row,
-    endpoint_from_row, error_class_text, execute, get, message_from_row, query, query_one, query_opt, require_app,
-    require_endpoint, require_message, to_i64, to_u64,
+    ATTEMPT_COLUMNS, Conn, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, MESSAGE_COLUMNS, Param, attempt_from_row,
+    delivery_from_row, delivery_status, endpoint_from_row, error_class_text, execute, get, message_from_row, query,
+    query_one, query_opt, require_app, require_endpoint, require_message, to_i64, to_u64,
 };
+use super::writer::{Batched, BoxFuture};
 use herald_store::ids::{self, new_id};
 use herald_store::{
     Attempt, AttemptFilter, ClaimedDelivery, Delivery, DeliveryCounts, DeliveryNext, DeliveryStatus, Endpoint, Message,
@@ -302,114 +303,223 @@ async fn other_in_flight(conn: &Conn, endpoint_id: &str, delivery_id: i64, now: 
     get(&row, 0)
 }
 
-async fn delivery_by_id(conn: &Conn, delivery_id: i64) -> StoreResult<Delivery> {
-    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = $1");
-    query_opt(conn, &sql, &[&delivery_id])
-        .await?
-        .map(|row| delivery_from_row(&row))
-        .transpose()?
-        .ok_or_else(|| StoreError::NotFound(format!("delivery {delivery_id}")))
+/// One attempt to record: the delivery, what happened, and what comes next.
+pub(crate) struct AttemptRecord {
+    pub(crate) delivery_id: i64,
+    pub(crate) attempt: NewAttempt,
+    pub(crate) next: DeliveryNext,
 }
 
-/// Record an attempt; returns it and whether the endpoint's queue moved so that another
-/// delivery may be due now (an ordered endpoint's next head).
-pub(crate) async fn record_attempt(
+/// What recording one attempt returns: the attempt, and whether the endpoint's queue moved so
+/// that another delivery may be due now (an ordered endpoint's next head).
+pub(crate) type Recorded = (Attempt, bool);
+
+impl Batched for AttemptRecord {
+    type Output = Recorded;
+    const CHANGES_QUEUES: bool = true;
+
+    fn run<'a>(
+        conn: &'a Conn,
+        inputs: Vec<&'a Self>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Vec<StoreResult<Recorded>>>> {
+        Box::pin(record_attempts(conn, inputs, now))
+    }
+
+    fn wakes((_, moved): &Recorded) -> bool {
+        *moved
+    }
+}
+
+/// A delivery as an attempt record needs it, read under its endpoint's queue lock.
+struct Target {
+    app_id: String,
+    msg_id: String,
+    endpoint_id: String,
+    finished: bool,
+    queue: QueueState,
+}
+
+/// Record a run of attempts in four statements whatever its length: lock the endpoints' queues
+/// and read the deliveries, insert the attempts, settle the deliveries, and promote the next
+/// head of each ordered endpoint that had one settle. An unknown delivery fails alone, before
+/// anything is written.
+async fn record_attempts(
     conn: &Conn,
-    delivery_id: i64,
-    new: NewAttempt,
-    next: DeliveryNext,
-) -> StoreResult<(Attempt, bool)> {
-    let endpoint_id: String =
-        match query_opt(conn, "SELECT endpoint_id FROM deliveries WHERE id = $1", &[&delivery_id]).await? {
-            Some(row) => get(&row, 0)?,
-            None => return Err(StoreError::NotFound(format!("delivery {delivery_id}"))),
+    inputs: Vec<&AttemptRecord>,
+    now: Timestamp,
+) -> StoreResult<Vec<StoreResult<Recorded>>> {
+    let ids: Vec<i64> = inputs.iter().map(|input| input.delivery_id).collect();
+    if ids.iter().collect::<BTreeSet<_>>().len() != ids.len() {
+        // One update cannot settle a delivery twice: the writer redoes the run one at a time.
+        return Err(StoreError::Backend("a delivery has two attempts in one run".to_owned()));
+    }
+    // The queue locks (see the module doc), in endpoint id order, taken before the delivery rows
+    // like every other writer. Exclusive for every endpoint: all writers but claims already
+    // queue behind the cluster's writer lock, and claims lock ordered endpoints only.
+    let rows = query(
+        conn,
+        "SELECT d.id, d.app_id, d.msg_id, d.endpoint_id, d.status, e.max_concurrency, e.disabled \
+         FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id WHERE d.id = ANY ($1) \
+         ORDER BY e.id FOR NO KEY UPDATE OF e",
+        &[&ids],
+    )
+    .await?;
+    let mut targets: HashMap<i64, Target> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let status = delivery_status(get(row, 4)?)?;
+        targets.insert(
+            get(row, 0)?,
+            Target {
+                app_id: get(row, 1)?,
+                msg_id: get(row, 2)?,
+                endpoint_id: get(row, 3)?,
+                finished: matches!(status, DeliveryStatus::Success | DeliveryStatus::Failed),
+                queue: QueueState { ordered: get::<i64>(row, 5)? == 1, disabled: get(row, 6)? },
+            },
+        );
+    }
+    let mut outcomes: Vec<StoreResult<Recorded>> = Vec::with_capacity(inputs.len());
+    let mut settle = Settle::default();
+    let mut heads: BTreeSet<&str> = BTreeSet::new();
+    for input in &inputs {
+        let Some(target) = targets.get(&input.delivery_id) else {
+            outcomes.push(Err(StoreError::NotFound(format!("delivery {}", input.delivery_id))));
+            continue;
         };
-    // The queue lock: exclusive for an ordered endpoint, shared for an unordered one (see the
-    // module doc). Taken before the delivery's row, like every other writer.
-    let state =
-        query_opt(conn, "SELECT max_concurrency, disabled FROM endpoints WHERE id = $1 FOR SHARE", &[&endpoint_id])
-            .await?
-            .map(|row| Ok::<_, StoreError>(QueueState { ordered: get::<i64>(&row, 0)? == 1, disabled: get(&row, 1)? }))
-            .transpose()?;
-    let state = match state {
-        Some(state) if state.ordered => lock_endpoint(conn, &endpoint_id).await?,
-        other => other,
-    };
-    let delivery = delivery_by_id(conn, delivery_id).await?;
-    let attempt = Attempt {
-        id: new_id(ids::ATTEMPT),
-        app_id: delivery.app_id,
-        msg_id: delivery.msg_id,
-        endpoint_id: delivery.endpoint_id,
-        url: new.url,
-        status: new.status,
-        response_status_code: new.response_status_code,
-        response: new.response,
-        response_duration_ms: new.response_duration_ms,
-        error_class: new.error_class,
-        trigger: new.trigger,
-        created_at: new.created_at,
-    };
+        let new = &input.attempt;
+        let attempt = Attempt {
+            id: new_id(ids::ATTEMPT),
+            app_id: target.app_id.clone(),
+            msg_id: target.msg_id.clone(),
+            endpoint_id: target.endpoint_id.clone(),
+            url: new.url.clone(),
+            status: new.status,
+            response_status_code: new.response_status_code,
+            response: new.response.clone(),
+            response_duration_ms: new.response_duration_ms,
+            error_class: new.error_class,
+            trigger: new.trigger,
+            created_at: new.created_at,
+        };
+        let ordered_head = target.queue.ordered && !target.queue.disabled && !target.finished;
+        if ordered_head {
+            heads.insert(target.endpoint_id.as_str());
+        }
+        settle.push(input, target, &attempt);
+        outcomes.push(Ok((attempt, ordered_head)));
+    }
+    if settle.delivery_ids.is_empty() {
+        return Ok(outcomes);
+    }
+    let params: [Param<'_>; 13] = [
+        &settle.attempt_ids,
+        &settle.app_ids,
+        &settle.msg_ids,
+        &settle.endpoint_ids,
+        &settle.delivery_ids,
+        &settle.urls,
+        &settle.statuses,
+        &settle.codes,
+        &settle.responses,
+        &settle.durations,
+        &settle.error_classes,
+        &settle.triggers,
+        &settle.created,
+    ];
     execute(
         conn,
         "INSERT INTO attempts (id, app_id, msg_id, endpoint_id, delivery_id, url, status, response_status_code, \
          response, response_duration_ms, error_class, trigger_type, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        &[
-            &attempt.id,
-            &attempt.app_id,
-            &attempt.msg_id,
-            &attempt.endpoint_id,
-            &delivery_id,
-            &attempt.url,
-            &(attempt.status as i16),
-            &i32::from(attempt.response_status_code),
-            &attempt.response,
-            &attempt.response_duration_ms,
-            &attempt.error_class.map(error_class_text),
-            &(attempt.trigger as i16),
-            &attempt.created_at,
-        ],
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
+         $7::smallint[], $8::integer[], $9::text[], $10::bigint[], $11::text[], $12::smallint[], $13::bigint[])",
+        &params,
     )
     .await?;
-    if matches!(delivery.status, DeliveryStatus::Success | DeliveryStatus::Failed) {
-        // A finished delivery is never claimed again, so this is a late report from a worker
-        // whose lease ran out while another finished the job: keep the attempt, not its verdict.
-        execute(
-            conn,
-            "UPDATE deliveries SET attempts = attempts + 1, updated_at = $2 WHERE id = $1",
-            &[&delivery_id, &now_ms()],
-        )
-        .await?;
-        return Ok((attempt, false));
-    }
-    let (status, next_attempt_at) = match next {
-        DeliveryNext::Succeeded => (DeliveryStatus::Success, None),
-        DeliveryNext::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
-        DeliveryNext::Dead => (DeliveryStatus::Failed, None),
-    };
-    // The retry's own due time, unless the endpoint is ordered (the head is promoted below)
-    // or disabled (it stays out of the queue until enabled, which refreshes it).
-    let own_due = match state {
-        Some(state) if !state.ordered && !state.disabled => next_attempt_at,
-        _ => None,
-    };
+    // A finished delivery is never claimed again, so an attempt on one is a late report from a
+    // worker whose lease ran out while another finished the job: it keeps the attempt, not its
+    // verdict. Otherwise the delivery takes its new status; a retry is due at its own time
+    // unless the endpoint is ordered (its head is promoted below) or disabled (it stays out of
+    // the queue until enabled, which refreshes it).
+    let params: [Param<'_>; 6] =
+        [&settle.delivery_ids, &settle.next_statuses, &settle.next_at, &settle.own_due, &settle.keep, &now];
     execute(
         conn,
-        "UPDATE deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, lease_until = NULL, \
-         due_at = $4, updated_at = $5 WHERE id = $1",
-        &[&delivery_id, &(status as i16), &next_attempt_at, &own_due, &now_ms()],
+        "UPDATE deliveries d SET attempts = d.attempts + 1, updated_at = $6, \
+         status = CASE WHEN v.keep THEN d.status ELSE v.status END, \
+         next_attempt_at = CASE WHEN v.keep THEN d.next_attempt_at ELSE v.next_at END, \
+         lease_until = CASE WHEN v.keep THEN d.lease_until ELSE NULL END, \
+         due_at = CASE WHEN v.keep THEN d.due_at ELSE v.due END \
+         FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::bigint[], $5::boolean[]) \
+           AS v (id, status, next_at, due, keep) WHERE d.id = v.id",
+        &params,
     )
     .await?;
-    // Requeue the next in line of an ordered endpoint.
-    let mut moved = false;
-    if let Some(state) = state
-        && state.ordered
-        && !state.disabled
-    {
-        moved = promote_head(conn, &attempt.endpoint_id).await?;
+    // Requeue the next in line of each ordered endpoint that settled a delivery.
+    if !heads.is_empty() {
+        let heads: Vec<&str> = heads.into_iter().collect();
+        let sql = format!(
+            "UPDATE deliveries SET due_at = {NATURAL_DUE} WHERE id IN (SELECT (SELECT u.id FROM deliveries u \
+             WHERE u.endpoint_id = x.endpoint_id AND u.status IN (1, 3) ORDER BY u.id LIMIT 1) \
+             FROM unnest($1::text[]) AS x (endpoint_id)) RETURNING endpoint_id"
+        );
+        let moved: BTreeSet<String> =
+            query(conn, &sql, &[&heads]).await?.iter().map(|row| get(row, 0)).collect::<StoreResult<_>>()?;
+        for (attempt, moved_here) in outcomes.iter_mut().flatten() {
+            *moved_here = *moved_here && moved.contains(&attempt.endpoint_id);
+        }
     }
-    Ok((attempt, moved))
+    Ok(outcomes)
+}
+
+/// The columns of a run's attempts and settlements, one array each.
+#[derive(Default)]
+struct Settle {
+    attempt_ids: Vec<String>,
+    app_ids: Vec<String>,
+    msg_ids: Vec<String>,
+    endpoint_ids: Vec<String>,
+    delivery_ids: Vec<i64>,
+    urls: Vec<String>,
+    statuses: Vec<i16>,
+    codes: Vec<i32>,
+    responses: Vec<String>,
+    durations: Vec<i64>,
+    error_classes: Vec<Option<&'static str>>,
+    triggers: Vec<i16>,
+    created: Vec<i64>,
+    next_statuses: Vec<i16>,
+    next_at: Vec<Option<i64>>,
+    own_due: Vec<Option<i64>>,
+    keep: Vec<bool>,
+}
+
+impl Settle {
+    fn push(&mut self, input: &AttemptRecord, target: &Target, attempt: &Attempt) {
+        let (status, next_attempt_at) = match input.next {
+            DeliveryNext::Succeeded => (DeliveryStatus::Success, None),
+            DeliveryNext::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+            DeliveryNext::Dead => (DeliveryStatus::Failed, None),
+        };
+        let own_due = if target.queue.ordered || target.queue.disabled { None } else { next_attempt_at };
+        self.attempt_ids.push(attempt.id.clone());
+        self.app_ids.push(attempt.app_id.clone());
+        self.msg_ids.push(attempt.msg_id.clone());
+        self.endpoint_ids.push(attempt.endpoint_id.clone());
+        self.delivery_ids.push(input.delivery_id);
+        self.urls.push(attempt.url.clone());
+        self.statuses.push(attempt.status as i16);
+        self.codes.push(i32::from(attempt.response_status_code));
+        self.responses.push(attempt.response.clone());
+        self.durations.push(attempt.response_duration_ms);
+        self.error_classes.push(attempt.error_class.map(error_class_text));
+        self.triggers.push(attempt.trigger as i16);
+        self.created.push(attempt.created_at);
+        self.next_statuses.push(status as i16);
+        self.next_at.push(next_attempt_at);
+        self.own_due.push(own_due);
+        self.keep.push(target.finished);
+    }
 }
 
 pub(crate) async fn resend(conn: &Conn, app_id_or_uid: &str, msg_id: &str, endpoint_id: &str) -> StoreResult<()> {

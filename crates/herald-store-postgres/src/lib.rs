@@ -58,7 +58,7 @@ use tokio_postgres::NoTls;
 
 use self::channels::Retention;
 use self::rows::{Conn, DbResultExt, pool_error};
-use self::writer::{BoxFuture, WriterHandle, WriterSetup};
+use self::writer::{BoxFuture, Request, WriterHandle, WriterSetup};
 use herald_store::roles::*;
 use herald_store::{
     App, Attempt, AttemptFilter, ClaimedDelivery, Delivery, DeliveryCounts, DeliveryNext, Endpoint, EndpointHealth,
@@ -412,12 +412,7 @@ impl Applications for PostgresStore {
 #[async_trait]
 impl MessageLog for PostgresStore {
     async fn create_message(&self, new: NewMessage) -> StoreResult<(Message, bool)> {
-        let (message, fresh, _) = self
-            .write_waking(
-                move |conn| Box::pin(messages::create_message(conn, new)),
-                |(_, _, deliveries)| *deliveries > 0,
-            )
-            .await?;
+        let (message, fresh, _) = self.inner.writer.batched(new, Request::Message).await?;
         Ok((message, fresh))
     }
 
@@ -453,12 +448,8 @@ impl DeliveryQueue for PostgresStore {
     }
 
     async fn record_attempt(&self, delivery_id: i64, attempt: NewAttempt, next: DeliveryNext) -> StoreResult<Attempt> {
-        let (attempt, _) = self
-            .write_waking(
-                move |conn| Box::pin(deliveries::record_attempt(conn, delivery_id, attempt, next)),
-                |(_, moved)| *moved,
-            )
-            .await?;
+        let record = deliveries::AttemptRecord { delivery_id, attempt, next };
+        let (attempt, _) = self.inner.writer.batched(record, Request::Attempt).await?;
         Ok(attempt)
     }
 
@@ -563,7 +554,7 @@ impl ChannelLog for PostgresStore {
         if publications.is_empty() {
             return Ok(Vec::new());
         }
-        self.inner.writer.append(publications).await
+        self.inner.writer.batched(writer::Publications(publications), Request::Append).await
     }
 
     async fn channel_position(&self, channel: &str) -> StoreResult<StreamPosition> {

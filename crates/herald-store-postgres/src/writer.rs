@@ -17,10 +17,14 @@
 //! rolled-back batch, to every node listening (this one too), and folds the notifications of
 //! one transaction into one.
 //!
-//! Durable-channel appends have a request kind of their own, as on SQLite: a run of
-//! consecutive appends in a batch is numbered and written by one `append_run` under one
-//! savepoint (each channel's row locked and bumped once for the run); if the run fails, it is
-//! rolled back and its requests are redone one savepoint each, so a bad one fails alone.
+//! The hot writes have request kinds of their own, each run together in a few statements
+//! whatever the batch's size: durable-channel appends (each channel's row locked and bumped
+//! once for the run), message creations (one insert for the messages, one for their whole
+//! fan-out) and attempt records (one insert for the attempts, one update for their deliveries,
+//! one for the ordered endpoints' next heads). The requests of one kind in a batch form one
+//! run under one savepoint, whatever their place in the queue: nobody has been answered yet,
+//! so any order among them is one that could have happened. If a run fails, it is rolled back
+//! and its requests are redone one savepoint each, so a bad one fails alone.
 //!
 //! The task ends when every [`WriterHandle`] is gone, after finishing what is queued. A batch
 //! runs to its end even if its callers went away (the task is never cancelled mid-batch), so a
@@ -36,8 +40,9 @@ use futures_util::FutureExt;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::channels::append_run;
+use super::deliveries::AttemptRecord;
 use super::rows::{Conn, DbResultExt, pool_error};
-use herald_store::{NewPublication, StoreError, StoreResult, StreamPosition, now_ms};
+use herald_store::{NewMessage, NewPublication, StoreError, StoreResult, StreamPosition, Timestamp, now_ms};
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -45,14 +50,75 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) enum Request {
     /// Any write, as a closure.
     Job(Box<dyn Job>),
-    /// Durable publications to append (batched with its neighbours; see the module doc).
-    Append(AppendRequest),
+    /// Durable publications to append.
+    Append(Pending<Publications>),
+    /// A message to create and fan out.
+    Message(Pending<NewMessage>),
+    /// A delivery attempt to record.
+    Attempt(Pending<AttemptRecord>),
 }
 
-pub(crate) struct AppendRequest {
-    publications: Vec<NewPublication>,
-    outcome: Option<StoreResult<Vec<StreamPosition>>>,
-    reply: oneshot::Sender<StoreResult<Vec<StreamPosition>>>,
+/// A write that is run together with the other requests of its kind in a batch (see the
+/// module doc).
+pub(crate) trait Batched: Send + Sized + 'static {
+    type Output: Send + 'static;
+    /// Runs `inputs` together. `Err` when a statement failed: the run's work is rolled back and
+    /// its requests are redone one at a time. Otherwise each request's outcome, in order; a
+    /// request that failed on its own (an unknown application) must have written nothing.
+    fn run<'a>(
+        conn: &'a Conn,
+        inputs: Vec<&'a Self>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Vec<StoreResult<Self::Output>>>>;
+    /// Whether the output created delivery work (the batch then notifies).
+    fn wakes(output: &Self::Output) -> bool;
+    /// Whether the run changes endpoint queues (it then needs the cluster's writer lock).
+    const CHANGES_QUEUES: bool;
+}
+
+/// A request of a [`Batched`] kind waiting for its run and then for the commit.
+pub(crate) struct Pending<I: Batched> {
+    input: I,
+    outcome: Option<StoreResult<I::Output>>,
+    reply: oneshot::Sender<StoreResult<I::Output>>,
+}
+
+impl<I: Batched> Pending<I> {
+    fn finish(self, commit: Result<(), &StoreError>) {
+        // The caller may have gone away (a cancelled request); the write stands anyway.
+        let _ = self.reply.send(settle(commit, self.outcome));
+    }
+
+    fn succeeded(&self) -> bool {
+        matches!(self.outcome, Some(Ok(_)))
+    }
+
+    fn wakes(&self) -> bool {
+        matches!(&self.outcome, Some(Ok(output)) if I::wakes(output))
+    }
+}
+
+/// The publications of one append request.
+pub(crate) struct Publications(pub(crate) Vec<NewPublication>);
+
+impl Batched for Publications {
+    type Output = Vec<StreamPosition>;
+    const CHANGES_QUEUES: bool = false;
+
+    fn run<'a>(
+        conn: &'a Conn,
+        inputs: Vec<&'a Self>,
+        now: Timestamp,
+    ) -> BoxFuture<'a, StoreResult<Vec<StoreResult<Self::Output>>>> {
+        Box::pin(async move {
+            let groups: Vec<&[NewPublication]> = inputs.iter().map(|input| input.0.as_slice()).collect();
+            Ok(append_run(conn, &groups, now).await?.into_iter().map(Ok).collect())
+        })
+    }
+
+    fn wakes(_: &Self::Output) -> bool {
+        false
+    }
 }
 
 /// The answer for a caller whose own work succeeded (or never ran) once the commit is known.
@@ -72,24 +138,37 @@ impl Request {
     fn finish(self, commit: Result<(), &StoreError>) {
         match self {
             Request::Job(job) => job.finish(commit),
-            Request::Append(append) => {
-                // The caller may have gone away (a cancelled request); the write stands anyway.
-                let _ = append.reply.send(settle(commit, append.outcome));
-            }
+            Request::Append(pending) => pending.finish(commit),
+            Request::Message(pending) => pending.finish(commit),
+            Request::Attempt(pending) => pending.finish(commit),
         }
     }
 
     fn succeeded(&self) -> bool {
         match self {
             Request::Job(job) => job.succeeded(),
-            Request::Append(append) => matches!(append.outcome, Some(Ok(_))),
+            Request::Append(pending) => pending.succeeded(),
+            Request::Message(pending) => pending.succeeded(),
+            Request::Attempt(pending) => pending.succeeded(),
         }
     }
 
     fn wakes(&self) -> bool {
         match self {
             Request::Job(job) => job.wakes(),
-            Request::Append(_) => false,
+            Request::Append(pending) => pending.wakes(),
+            Request::Message(pending) => pending.wakes(),
+            Request::Attempt(pending) => pending.wakes(),
+        }
+    }
+
+    /// Whether the request may change endpoint queues (see [`run_transaction`]).
+    fn changes_queues(&self) -> bool {
+        match self {
+            Request::Job(_) => true,
+            Request::Append(_) => Publications::CHANGES_QUEUES,
+            Request::Message(_) => NewMessage::CHANGES_QUEUES,
+            Request::Attempt(_) => AttemptRecord::CHANGES_QUEUES,
         }
     }
 }
@@ -197,10 +276,15 @@ impl WriterHandle {
         answer.await.map_err(|_| StoreError::Unavailable("the store writer stopped before answering".to_owned()))?
     }
 
-    /// Append durable publications in the next group commit; resolves once they are committed.
-    pub(crate) async fn append(&self, publications: Vec<NewPublication>) -> StoreResult<Vec<StreamPosition>> {
+    /// Run a request of a [`Batched`] kind in the next group commit; resolves once it is
+    /// committed.
+    pub(crate) async fn batched<I: Batched>(
+        &self,
+        input: I,
+        wrap: fn(Pending<I>) -> Request,
+    ) -> StoreResult<I::Output> {
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Append(AppendRequest { publications, outcome: None, reply })).await?;
+        self.send(wrap(Pending { input, outcome: None, reply })).await?;
         answer.await.map_err(|_| StoreError::Unavailable("the store writer stopped before answering".to_owned()))?
     }
 
@@ -265,39 +349,46 @@ async fn run_batch(setup: &WriterSetup, batch: &mut Vec<Request>) {
     }
 }
 
+/// A string as an SQL literal (the lock key and the channel name go into simple queries).
+fn sql_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// BEGIN, the requests, then COMMIT (or ROLLBACK when nothing succeeded). `Err` when the
 /// transaction machinery itself failed; `Ok(commit)` otherwise, with the commit's outcome.
+/// Opening and closing are one round trip each.
 async fn run_transaction(
     conn: &Conn,
     setup: &WriterSetup,
     batch: &mut [Request],
 ) -> StoreResult<Result<(), StoreError>> {
-    conn.batch_execute("BEGIN").await.db()?;
-    if batch.iter().any(|request| matches!(request, Request::Job(_))) {
+    let mut open = String::from("BEGIN");
+    if batch.iter().any(Request::changes_queues) {
         // One writer batch at a time across the cluster may change endpoint queues. A batch's
         // jobs lock ordered endpoints' rows one job after another, in no global order, and hold
         // them to the commit; two nodes' batches could then wait on each other (deadlock,
         // PostgreSQL kills one). This lock, taken first, orders them. Claims never wait on
         // anything (SKIP LOCKED) and batches of durable-channel appends lock channel rows in
         // name order, so neither needs it.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&setup.writer_lock]).await.db()?;
+        open.push_str(&format!("; SELECT pg_advisory_xact_lock(hashtext({}))", sql_literal(&setup.writer_lock)));
     }
     let savepoints = batch.len() > 1;
     if savepoints {
-        conn.batch_execute("SAVEPOINT job").await.db()?;
+        open.push_str("; SAVEPOINT job");
     }
+    conn.batch_execute(&open).await.db()?;
     run_requests(conn, batch, savepoints).await?;
-    if savepoints {
-        conn.batch_execute("RELEASE SAVEPOINT job").await.db()?;
-    }
     if !batch.iter().any(Request::succeeded) {
         conn.batch_execute("ROLLBACK").await.db()?;
         return Ok(Ok(()));
     }
-    if batch.iter().any(Request::wakes) {
-        conn.execute("SELECT pg_notify($1, '')", &[&setup.notify_channel]).await.db()?;
-    }
-    match conn.batch_execute("COMMIT").await.db() {
+    // COMMIT releases the last savepoint with the rest.
+    let close = if batch.iter().any(Request::wakes) {
+        format!("SELECT pg_notify({}, ''); COMMIT", sql_literal(&setup.notify_channel))
+    } else {
+        "COMMIT".to_owned()
+    };
+    match conn.batch_execute(&close).await.db() {
         Ok(()) => Ok(Ok(())),
         Err(error) => {
             tracing::warn!(error = %error, "A store batch could not be committed.");
@@ -317,74 +408,91 @@ async fn next_savepoint(conn: &Conn, ok: bool) -> StoreResult<()> {
     conn.batch_execute(sql).await.db()
 }
 
-/// Runs the requests in order: jobs one savepoint each, runs of appends together.
+/// Runs the requests: jobs one savepoint each, in queue order, then each batched kind as one
+/// run.
 async fn run_requests(conn: &Conn, batch: &mut [Request], savepoints: bool) -> StoreResult<()> {
-    let mut idx = 0;
-    while idx < batch.len() {
-        let run_len = batch[idx..].iter().take_while(|request| matches!(request, Request::Append(_))).count();
-        if run_len == 0 {
-            if let Request::Job(job) = &mut batch[idx] {
-                let ok = job.run(conn).await;
-                if savepoints {
-                    next_savepoint(conn, ok).await?;
-                }
+    for request in batch.iter_mut() {
+        if let Request::Job(job) = request {
+            let ok = job.run(conn).await;
+            if savepoints {
+                next_savepoint(conn, ok).await?;
             }
-            idx += 1;
-            continue;
         }
-        let mut run: Vec<&mut AppendRequest> = batch[idx..idx + run_len]
-            .iter_mut()
-            .filter_map(|request| match request {
-                Request::Append(append) => Some(append),
-                Request::Job(_) => None,
+    }
+    let mut appends: Vec<&mut Pending<Publications>> =
+        batch.iter_mut().filter_map(|r| if let Request::Append(p) = r { Some(p) } else { None }).collect();
+    run_batched(conn, &mut appends, savepoints).await?;
+    let mut messages: Vec<&mut Pending<NewMessage>> =
+        batch.iter_mut().filter_map(|r| if let Request::Message(p) = r { Some(p) } else { None }).collect();
+    run_batched(conn, &mut messages, savepoints).await?;
+    let mut attempts: Vec<&mut Pending<AttemptRecord>> =
+        batch.iter_mut().filter_map(|r| if let Request::Attempt(p) = r { Some(p) } else { None }).collect();
+    run_batched(conn, &mut attempts, savepoints).await
+}
+
+/// Runs `I::run` once, panics turned into errors.
+async fn run_once<I: Batched>(
+    conn: &Conn,
+    inputs: Vec<&I>,
+    now: Timestamp,
+) -> StoreResult<Vec<StoreResult<I::Output>>> {
+    AssertUnwindSafe(I::run(conn, inputs, now))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Backend("a store write panicked".to_owned())))
+}
+
+/// One run of a batched kind: all together, or, if that fails, one savepoint each.
+async fn run_batched<I: Batched>(conn: &Conn, run: &mut [&mut Pending<I>], savepoints: bool) -> StoreResult<()> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let together = run_once(conn, run.iter().map(|pending| &pending.input).collect(), now).await;
+    match together {
+        Ok(outcomes) if outcomes.len() == run.len() => {
+            let ok = outcomes.iter().any(Result::is_ok);
+            for (pending, outcome) in run.iter_mut().zip(outcomes) {
+                pending.outcome = Some(outcome);
+            }
+            if savepoints {
+                next_savepoint(conn, ok).await?;
+            }
+            return Ok(());
+        }
+        Ok(_) => {
+            let error = StoreError::Backend("a store run answered the wrong number of requests".to_owned());
+            return fail_run(conn, run, &error, savepoints).await;
+        }
+        Err(error) if !savepoints || run.len() == 1 => return fail_run(conn, run, &error, savepoints).await,
+        Err(_) => next_savepoint(conn, false).await?,
+    }
+    // Something in the run failed: find out which, one savepoint per request.
+    for pending in run.iter_mut() {
+        let result = run_once(conn, vec![&pending.input], now)
+            .await
+            .and_then(|mut outcomes| {
+                outcomes.pop().ok_or_else(|| StoreError::Backend("a store run answered nothing".to_owned()))
             })
-            .collect();
-        run_appends(conn, &mut run, savepoints).await?;
-        idx += run_len;
+            .and_then(|outcome| outcome);
+        let ok = result.is_ok();
+        pending.outcome = Some(result);
+        next_savepoint(conn, ok).await?;
     }
     Ok(())
 }
 
-async fn run_appends(conn: &Conn, run: &mut [&mut AppendRequest], savepoints: bool) -> StoreResult<()> {
-    let now = now_ms();
-    let together = {
-        let groups: Vec<&[NewPublication]> = run.iter().map(|append| append.publications.as_slice()).collect();
-        AssertUnwindSafe(append_run(conn, &groups, now))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Backend("the append panicked".to_owned())))
-    };
-    match together {
-        Ok(outcomes) => {
-            for (append, positions) in run.iter_mut().zip(outcomes) {
-                append.outcome = Some(Ok(positions));
-            }
-            if savepoints {
-                next_savepoint(conn, true).await?;
-            }
-            return Ok(());
-        }
-        Err(error) if !savepoints || run.len() == 1 => {
-            for append in run.iter_mut() {
-                append.outcome = Some(Err(clone_error(&error)));
-            }
-            if savepoints {
-                next_savepoint(conn, false).await?;
-            }
-            return Ok(());
-        }
-        Err(_) => next_savepoint(conn, false).await?,
+async fn fail_run<I: Batched>(
+    conn: &Conn,
+    run: &mut [&mut Pending<I>],
+    error: &StoreError,
+    savepoints: bool,
+) -> StoreResult<()> {
+    for pending in run.iter_mut() {
+        pending.outcome = Some(Err(clone_error(error)));
     }
-    // Something in the run failed: find out which, one savepoint per request.
-    for append in run.iter_mut() {
-        let result = AssertUnwindSafe(append_run(conn, &[append.publications.as_slice()], now))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Backend("the append panicked".to_owned())))
-            .map(|mut positions| positions.pop().unwrap_or_default());
-        let ok = result.is_ok();
-        append.outcome = Some(result);
-        next_savepoint(conn, ok).await?;
+    if savepoints {
+        next_savepoint(conn, false).await?;
     }
     Ok(())
 }

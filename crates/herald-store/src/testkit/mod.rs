@@ -68,7 +68,8 @@ macro_rules! store_suite {
             webhooks::dead_letters_are_listed_and_replayed,
             webhooks::recover_and_resend_queue_fresh_manual_deliveries,
             webhooks::a_resend_to_an_ordered_endpoint_waits_behind_its_queue,
-            webhooks::a_disabled_endpoint_keeps_its_queue_until_enabled
+            webhooks::a_disabled_endpoint_keeps_its_queue_until_enabled,
+            webhooks::concurrent_messages_and_attempts_keep_the_queue_rules
         );
 
         $crate::testkit::proptest::proptest! {

@@ -399,3 +399,74 @@ pub async fn a_disabled_endpoint_keeps_its_queue_until_enabled<H: Harness>() {
         .expect("update");
     assert_eq!(claim_ids(store, later(), 10, 30_000).await.len(), 1);
 }
+
+/// Many creations and attempt records at once land in shared group commits (on PostgreSQL,
+/// runs of one statement per step): each still gets its own answer, an event id is used once
+/// even within one batch, an unknown app fails alone, and an ordered endpoint keeps one head,
+/// in message order, while another endpoint's attempts settle beside it.
+pub async fn concurrent_messages_and_attempts_keep_the_queue_rules<H: Harness>() {
+    let db = H::open().await;
+    let store = std::sync::Arc::new(db.store().clone());
+    let owner = app(&*store, None).await;
+    let ordered = endpoint(&*store, &owner.id, endpoint_spec("https://ordered.example")).await;
+    let parallel = unordered_endpoint(&*store, &owner.id, "https://parallel.example", 0).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let store = store.clone();
+        let mut new = message(if i % 12 == 5 { "app_missing" } else { &owner.id }, "user.created");
+        if i % 6 == 0 {
+            new.event_id = Some("evt-shared".to_owned());
+        }
+        tasks.spawn(async move { store.create_message(new).await });
+    }
+    let (mut fresh, mut shared, mut missing) = (Vec::new(), BTreeSet::new(), 0);
+    while let Some(done) = tasks.join_next().await {
+        match done.expect("task") {
+            Ok((msg, true)) => fresh.push(msg),
+            Ok((msg, false)) => {
+                assert_eq!(msg.event_id.as_deref(), Some("evt-shared"));
+                shared.insert(msg.id);
+            }
+            Err(StoreError::NotFound(_)) => missing += 1,
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(missing, 5);
+    // 55 for the app, 10 of them with the shared event id: one fresh, nine answered with it.
+    assert_eq!(fresh.len(), 46);
+    let first_shared: Vec<&str> = fresh.iter().filter(|m| m.event_id.is_some()).map(|m| m.id.as_str()).collect();
+    assert_eq!(first_shared.len(), 1);
+    assert_eq!(shared.iter().map(String::as_str).collect::<Vec<_>>(), first_shared);
+    fresh.sort_by(|a, b| a.id.cmp(&b.id));
+
+    // Round after round: claim everything due, record every attempt at once.
+    let mut heads = Vec::new();
+    let mut parallel_done = 0;
+    let mut t = later();
+    loop {
+        let claimed = claim(&*store, t, 1_000, 30_000).await;
+        if claimed.is_empty() {
+            break;
+        }
+        let on_ordered: Vec<&ClaimedDelivery> = claimed.iter().filter(|c| c.endpoint.id == ordered.id).collect();
+        assert!(on_ordered.len() <= 1, "one delivery in flight on an ordered endpoint, got {}", on_ordered.len());
+        heads.extend(on_ordered.iter().map(|c| c.message.id.clone()));
+        parallel_done += claimed.iter().filter(|c| c.endpoint.id == parallel.id).count();
+        let mut records = tokio::task::JoinSet::new();
+        for claimed in claimed {
+            let store = store.clone();
+            records.spawn(async move {
+                let id = claimed.delivery.id;
+                store.record_attempt(id, attempt(AttemptStatus::Success, 200), DeliveryNext::Succeeded).await
+            });
+        }
+        while let Some(done) = records.join_next().await {
+            done.expect("task").expect("record");
+        }
+        t += 1;
+    }
+    assert_eq!(parallel_done, fresh.len(), "every message reached the unordered endpoint once");
+    assert_eq!(heads, fresh.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), "the ordered endpoint, in order");
+    let counts = store.delivery_counts().await.expect("counts");
+    assert_eq!((counts.succeeded, counts.pending, counts.sending), (2 * fresh.len() as u64, 0, 0));
+}
