@@ -43,11 +43,12 @@
 //! worst; it cannot reorder an ordered endpoint.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
 
 use super::paging::{KeyKind, Listing, OwnedParam, fetch_page};
 use super::rows::{
-    ATTEMPT_COLUMNS, Conn, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, MESSAGE_COLUMNS, Param, attempt_from_row,
-    delivery_from_row, delivery_status, endpoint_from_row, error_class_text, execute, get, message_from_row, query,
+    ATTEMPT_COLUMNS, Conn, DELIVERY_COLUMNS, DbResultExt, ENDPOINT_COLUMNS, MESSAGE_COLUMNS, Param, attempt_from_row,
+    delivery_from_row, endpoint_from_row, error_class_text, execute, get, message_from_row, prepare_all, query,
     query_one, query_opt, require_app, require_endpoint, require_message, to_i64, to_u64,
 };
 use super::writer::{Batched, BoxFuture};
@@ -331,196 +332,129 @@ impl Batched for AttemptRecord {
     }
 }
 
-/// A delivery as an attempt record needs it, read under its endpoint's queue lock.
-struct Target {
-    app_id: String,
-    msg_id: String,
-    endpoint_id: String,
-    finished: bool,
-    queue: QueueState,
-}
-
-/// Record a run of attempts in four statements whatever its length: lock the endpoints' queues
-/// and read the deliveries, insert the attempts, settle the deliveries, and promote the next
-/// head of each ordered endpoint that had one settle. An unknown delivery fails alone, before
-/// anything is written.
+/// Record a run of attempts in one round trip whatever its length: four statements pipelined
+/// (see `rows::prepare_all`) that lock the endpoints' queues, insert the attempts with what
+/// their deliveries say, settle the deliveries, and promote the next head of each ordered
+/// endpoint involved. An unknown delivery fails alone: nothing is written for it.
 async fn record_attempts(
     conn: &Conn,
     inputs: Vec<&AttemptRecord>,
     now: Timestamp,
 ) -> StoreResult<Vec<StoreResult<Recorded>>> {
-    let ids: Vec<i64> = inputs.iter().map(|input| input.delivery_id).collect();
-    if ids.iter().collect::<BTreeSet<_>>().len() != ids.len() {
+    let delivery_ids: Vec<i64> = inputs.iter().map(|input| input.delivery_id).collect();
+    if delivery_ids.iter().collect::<BTreeSet<_>>().len() != delivery_ids.len() {
         // One update cannot settle a delivery twice: the writer redoes the run one at a time.
         return Err(StoreError::Backend("a delivery has two attempts in one run".to_owned()));
     }
-    // The queue locks (see the module doc), in endpoint id order, taken before the delivery rows
-    // like every other writer. Exclusive for every endpoint: all writers but claims already
-    // queue behind the cluster's writer lock, and claims lock ordered endpoints only.
-    let rows = query(
-        conn,
-        "SELECT d.id, d.app_id, d.msg_id, d.endpoint_id, d.status, e.max_concurrency, e.disabled \
-         FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id WHERE d.id = ANY ($1) \
-         ORDER BY e.id FOR NO KEY UPDATE OF e",
-        &[&ids],
-    )
-    .await?;
-    let mut targets: HashMap<i64, Target> = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let status = delivery_status(get(row, 4)?)?;
-        targets.insert(
-            get(row, 0)?,
-            Target {
-                app_id: get(row, 1)?,
-                msg_id: get(row, 2)?,
-                endpoint_id: get(row, 3)?,
-                finished: matches!(status, DeliveryStatus::Success | DeliveryStatus::Failed),
-                queue: QueueState { ordered: get::<i64>(row, 5)? == 1, disabled: get(row, 6)? },
-            },
-        );
+    let [lock, insert, settle, promote] = prepare_all(conn, [LOCK_QUEUES, INSERT_ATTEMPTS, SETTLE, &PROMOTE]).await?;
+    let attempt_ids: Vec<String> = inputs.iter().map(|_| new_id(ids::ATTEMPT)).collect();
+    let urls: Vec<&str> = inputs.iter().map(|input| input.attempt.url.as_str()).collect();
+    let statuses: Vec<i16> = inputs.iter().map(|input| input.attempt.status as i16).collect();
+    let codes: Vec<i32> = inputs.iter().map(|input| i32::from(input.attempt.response_status_code)).collect();
+    let responses: Vec<&str> = inputs.iter().map(|input| input.attempt.response.as_str()).collect();
+    let durations: Vec<i64> = inputs.iter().map(|input| input.attempt.response_duration_ms).collect();
+    let classes: Vec<Option<&str>> =
+        inputs.iter().map(|input| input.attempt.error_class.map(error_class_text)).collect();
+    let triggers: Vec<i16> = inputs.iter().map(|input| input.attempt.trigger as i16).collect();
+    let created: Vec<i64> = inputs.iter().map(|input| input.attempt.created_at).collect();
+    let (next_statuses, next_at): (Vec<i16>, Vec<Option<i64>>) = inputs
+        .iter()
+        .map(|input| match input.next {
+            DeliveryNext::Succeeded => (DeliveryStatus::Success as i16, None),
+            DeliveryNext::RetryAt(at) => (DeliveryStatus::Pending as i16, Some(at)),
+            DeliveryNext::Dead => (DeliveryStatus::Failed as i16, None),
+        })
+        .unzip();
+    let insert_params: [Param<'_>; 10] =
+        [&attempt_ids, &delivery_ids, &urls, &statuses, &codes, &responses, &durations, &classes, &triggers, &created];
+    let settle_params: [Param<'_>; 4] = [&delivery_ids, &next_statuses, &next_at, &now];
+    let ids_param: [Param<'_>; 1] = [&delivery_ids];
+    let (locked, inserted, settled, promoted) = tokio::join!(
+        conn.execute(&lock, &ids_param),
+        conn.query(&insert, &insert_params),
+        conn.execute(&settle, &settle_params),
+        conn.query(&promote, &ids_param),
+    );
+    locked.db()?;
+    let inserted = inserted.db()?;
+    settled.db()?;
+    let moved: BTreeSet<String> = promoted.db()?.iter().map(|row| get(row, 0)).collect::<StoreResult<_>>()?;
+    // What each attempt's delivery said: (app, message, endpoint), by attempt id.
+    let mut targets: HashMap<String, (String, String, String)> = HashMap::with_capacity(inserted.len());
+    for row in &inserted {
+        targets.insert(get(row, 0)?, (get(row, 1)?, get(row, 2)?, get(row, 3)?));
     }
-    let mut outcomes: Vec<StoreResult<Recorded>> = Vec::with_capacity(inputs.len());
-    let mut settle = Settle::default();
-    let mut heads: BTreeSet<&str> = BTreeSet::new();
-    for input in &inputs {
-        let Some(target) = targets.get(&input.delivery_id) else {
-            outcomes.push(Err(StoreError::NotFound(format!("delivery {}", input.delivery_id))));
-            continue;
-        };
-        let new = &input.attempt;
-        let attempt = Attempt {
-            id: new_id(ids::ATTEMPT),
-            app_id: target.app_id.clone(),
-            msg_id: target.msg_id.clone(),
-            endpoint_id: target.endpoint_id.clone(),
-            url: new.url.clone(),
-            status: new.status,
-            response_status_code: new.response_status_code,
-            response: new.response.clone(),
-            response_duration_ms: new.response_duration_ms,
-            error_class: new.error_class,
-            trigger: new.trigger,
-            created_at: new.created_at,
-        };
-        let ordered_head = target.queue.ordered && !target.queue.disabled && !target.finished;
-        if ordered_head {
-            heads.insert(target.endpoint_id.as_str());
-        }
-        settle.push(input, target, &attempt);
-        outcomes.push(Ok((attempt, ordered_head)));
-    }
-    if settle.delivery_ids.is_empty() {
-        return Ok(outcomes);
-    }
-    let params: [Param<'_>; 13] = [
-        &settle.attempt_ids,
-        &settle.app_ids,
-        &settle.msg_ids,
-        &settle.endpoint_ids,
-        &settle.delivery_ids,
-        &settle.urls,
-        &settle.statuses,
-        &settle.codes,
-        &settle.responses,
-        &settle.durations,
-        &settle.error_classes,
-        &settle.triggers,
-        &settle.created,
-    ];
-    execute(
-        conn,
-        "INSERT INTO attempts (id, app_id, msg_id, endpoint_id, delivery_id, url, status, response_status_code, \
-         response, response_duration_ms, error_class, trigger_type, created_at) \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
-         $7::smallint[], $8::integer[], $9::text[], $10::bigint[], $11::text[], $12::smallint[], $13::bigint[])",
-        &params,
-    )
-    .await?;
-    // A finished delivery is never claimed again, so an attempt on one is a late report from a
-    // worker whose lease ran out while another finished the job: it keeps the attempt, not its
-    // verdict. Otherwise the delivery takes its new status; a retry is due at its own time
-    // unless the endpoint is ordered (its head is promoted below) or disabled (it stays out of
-    // the queue until enabled, which refreshes it).
-    let params: [Param<'_>; 6] =
-        [&settle.delivery_ids, &settle.next_statuses, &settle.next_at, &settle.own_due, &settle.keep, &now];
-    execute(
-        conn,
-        "UPDATE deliveries d SET attempts = d.attempts + 1, updated_at = $6, \
-         status = CASE WHEN v.keep THEN d.status ELSE v.status END, \
-         next_attempt_at = CASE WHEN v.keep THEN d.next_attempt_at ELSE v.next_at END, \
-         lease_until = CASE WHEN v.keep THEN d.lease_until ELSE NULL END, \
-         due_at = CASE WHEN v.keep THEN d.due_at ELSE v.due END \
-         FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::bigint[], $5::boolean[]) \
-           AS v (id, status, next_at, due, keep) WHERE d.id = v.id",
-        &params,
-    )
-    .await?;
-    // Requeue the next in line of each ordered endpoint that settled a delivery.
-    if !heads.is_empty() {
-        let heads: Vec<&str> = heads.into_iter().collect();
-        let sql = format!(
-            "UPDATE deliveries SET due_at = {NATURAL_DUE} WHERE id IN (SELECT (SELECT u.id FROM deliveries u \
-             WHERE u.endpoint_id = x.endpoint_id AND u.status IN (1, 3) ORDER BY u.id LIMIT 1) \
-             FROM unnest($1::text[]) AS x (endpoint_id)) RETURNING endpoint_id"
-        );
-        let moved: BTreeSet<String> =
-            query(conn, &sql, &[&heads]).await?.iter().map(|row| get(row, 0)).collect::<StoreResult<_>>()?;
-        for (attempt, moved_here) in outcomes.iter_mut().flatten() {
-            *moved_here = *moved_here && moved.contains(&attempt.endpoint_id);
-        }
-    }
+    let outcomes = inputs
+        .iter()
+        .zip(attempt_ids)
+        .map(|(input, id)| {
+            let Some((app_id, msg_id, endpoint_id)) = targets.remove(&id) else {
+                return Err(StoreError::NotFound(format!("delivery {}", input.delivery_id)));
+            };
+            let new = &input.attempt;
+            let moved = moved.contains(&endpoint_id);
+            let attempt = Attempt {
+                id,
+                app_id,
+                msg_id,
+                endpoint_id,
+                url: new.url.clone(),
+                status: new.status,
+                response_status_code: new.response_status_code,
+                response: new.response.clone(),
+                response_duration_ms: new.response_duration_ms,
+                error_class: new.error_class,
+                trigger: new.trigger,
+                created_at: new.created_at,
+            };
+            Ok((attempt, moved))
+        })
+        .collect();
     Ok(outcomes)
 }
 
-/// The columns of a run's attempts and settlements, one array each.
-#[derive(Default)]
-struct Settle {
-    attempt_ids: Vec<String>,
-    app_ids: Vec<String>,
-    msg_ids: Vec<String>,
-    endpoint_ids: Vec<String>,
-    delivery_ids: Vec<i64>,
-    urls: Vec<String>,
-    statuses: Vec<i16>,
-    codes: Vec<i32>,
-    responses: Vec<String>,
-    durations: Vec<i64>,
-    error_classes: Vec<Option<&'static str>>,
-    triggers: Vec<i16>,
-    created: Vec<i64>,
-    next_statuses: Vec<i16>,
-    next_at: Vec<Option<i64>>,
-    own_due: Vec<Option<i64>>,
-    keep: Vec<bool>,
-}
+/// The queue locks (see the module doc) of the endpoints of deliveries `$1`, in id order, taken
+/// before the delivery rows like every other writer. Exclusive for every endpoint: all writers
+/// but claims already queue behind the cluster's writer lock, and claims lock ordered
+/// endpoints only.
+const LOCK_QUEUES: &str = "SELECT e.id FROM endpoints e WHERE e.id IN \
+     (SELECT d.endpoint_id FROM deliveries d WHERE d.id = ANY ($1)) ORDER BY e.id FOR NO KEY UPDATE";
 
-impl Settle {
-    fn push(&mut self, input: &AttemptRecord, target: &Target, attempt: &Attempt) {
-        let (status, next_attempt_at) = match input.next {
-            DeliveryNext::Succeeded => (DeliveryStatus::Success, None),
-            DeliveryNext::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
-            DeliveryNext::Dead => (DeliveryStatus::Failed, None),
-        };
-        let own_due = if target.queue.ordered || target.queue.disabled { None } else { next_attempt_at };
-        self.attempt_ids.push(attempt.id.clone());
-        self.app_ids.push(attempt.app_id.clone());
-        self.msg_ids.push(attempt.msg_id.clone());
-        self.endpoint_ids.push(attempt.endpoint_id.clone());
-        self.delivery_ids.push(input.delivery_id);
-        self.urls.push(attempt.url.clone());
-        self.statuses.push(attempt.status as i16);
-        self.codes.push(i32::from(attempt.response_status_code));
-        self.responses.push(attempt.response.clone());
-        self.durations.push(attempt.response_duration_ms);
-        self.error_classes.push(attempt.error_class.map(error_class_text));
-        self.triggers.push(attempt.trigger as i16);
-        self.created.push(attempt.created_at);
-        self.next_statuses.push(status as i16);
-        self.next_at.push(next_attempt_at);
-        self.own_due.push(own_due);
-        self.keep.push(target.finished);
-    }
-}
+/// The attempts, with app, message and endpoint from their deliveries (none for an unknown one).
+const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (id, app_id, msg_id, endpoint_id, delivery_id, url, status, \
+     response_status_code, response, response_duration_ms, error_class, trigger_type, created_at) \
+     SELECT v.id, d.app_id, d.msg_id, d.endpoint_id, v.delivery_id, v.url, v.status, v.code, v.response, \
+     v.duration, v.error_class, v.trigger_type, v.created_at \
+     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::smallint[], $5::integer[], $6::text[], $7::bigint[], \
+       $8::text[], $9::smallint[], $10::bigint[]) \
+       AS v (id, delivery_id, url, status, code, response, duration, error_class, trigger_type, created_at) \
+     JOIN deliveries d ON d.id = v.delivery_id ORDER BY v.id \
+     RETURNING id, app_id, msg_id, endpoint_id";
+
+/// Each delivery takes its new status. A finished one (success 0, failed 2) is never claimed
+/// again, so an attempt on it is a late report from a worker whose lease ran out while another
+/// finished the job: it keeps the attempt, not its verdict. A retry is due at its own time
+/// unless the endpoint is ordered (its head is promoted below) or disabled (it stays out of
+/// the queue until enabled, which refreshes it).
+const SETTLE: &str = "UPDATE deliveries d SET attempts = d.attempts + 1, updated_at = $4, \
+     status = CASE WHEN d.status IN (0, 2) THEN d.status ELSE v.status END, \
+     next_attempt_at = CASE WHEN d.status IN (0, 2) THEN d.next_attempt_at ELSE v.next_at END, \
+     lease_until = CASE WHEN d.status IN (0, 2) THEN d.lease_until ELSE NULL END, \
+     due_at = CASE WHEN d.status IN (0, 2) THEN d.due_at WHEN e.max_concurrency = 1 OR e.disabled THEN NULL \
+       ELSE v.next_at END \
+     FROM unnest($1::bigint[], $2::smallint[], $3::bigint[]) AS v (id, status, next_at), endpoints e \
+     WHERE d.id = v.id AND e.id = d.endpoint_id";
+
+/// The next in line of each enabled ordered endpoint of deliveries `$1` gets its natural due
+/// time (a head that already has it keeps it); returns the endpoints that have one.
+static PROMOTE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries SET due_at = {NATURAL_DUE} WHERE id IN (SELECT (SELECT u.id FROM deliveries u \
+         WHERE u.endpoint_id = e.id AND u.status IN (1, 3) ORDER BY u.id LIMIT 1) FROM endpoints e \
+         WHERE e.max_concurrency = 1 AND NOT e.disabled \
+         AND e.id IN (SELECT d.endpoint_id FROM deliveries d WHERE d.id = ANY ($1))) RETURNING endpoint_id"
+    )
+});
 
 pub(crate) async fn resend(conn: &Conn, app_id_or_uid: &str, msg_id: &str, endpoint_id: &str) -> StoreResult<()> {
     let app_id = require_app(conn, app_id_or_uid).await?;

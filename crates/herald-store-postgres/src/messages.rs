@@ -2,12 +2,14 @@
 //! deliveries in the same transaction (one `INSERT ... SELECT` for a whole run of messages and
 //! all their endpoints); reading it back by id, event id or page.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
 
 use super::paging::{KeyKind, Listing, OwnedParam, fetch_page, is_descending};
 use super::rows::{
-    Conn, MESSAGE_COLUMNS, Param, execute, get, message_from_row, query, query_opt, require_app, resolve_app,
-    to_json_opt, to_u64,
+    Conn, DbResultExt, MESSAGE_COLUMNS, Param, get, message_from_row, message_from_row_at, prepare_all, query_opt,
+    require_app, resolve_app, to_json_opt, to_u64,
 };
 use super::writer::{Batched, BoxFuture};
 use herald_store::ids::{self, new_id};
@@ -43,66 +45,60 @@ impl Batched for NewMessage {
     }
 }
 
-/// Append a run of messages and fan them out, in five statements whatever the run's length:
-/// resolve the applications, look up event ids already used, insert the new messages, lock the
-/// queues of the ordered endpoints they go to, and insert every delivery. A message whose
-/// application does not exist fails alone, before anything is written.
+/// Append a run of messages and fan them out in two round trips whatever the run's length:
+/// first the applications and the event ids already used (one statement), then, pipelined (see
+/// `rows::prepare_all`), the insert of the new messages, the locks of the ordered endpoints'
+/// queues they go to, and the insert of every delivery. A message whose application does not
+/// exist fails alone, before anything is written.
 async fn create_messages(
     conn: &Conn,
     inputs: Vec<&NewMessage>,
     now: Timestamp,
 ) -> StoreResult<Vec<StoreResult<Created>>> {
-    // Applications by id or uid (an id wins over another app's uid, as in `resolve_app`).
-    let keys: Vec<&str> = inputs.iter().map(|new| new.app_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
-    let rows = query(conn, "SELECT id, uid FROM apps WHERE id = ANY ($1) OR uid = ANY ($1)", &[&keys]).await?;
-    let mut by_id: HashMap<String, String> = HashMap::new();
-    let mut by_uid: HashMap<String, String> = HashMap::new();
+    let [lookup, insert, lock, fan_out] = prepare_all(conn, [&LOOKUP, INSERT, &LOCK, &FAN_OUT]).await?;
+    let keys: Vec<&str> = inputs.iter().map(|new| new.app_id.as_str()).collect();
+    let event_ids: Vec<Option<&str>> = inputs.iter().map(|new| new.event_id.as_deref()).collect();
+    let rows = conn.query(&lookup, &[&keys, &event_ids]).await.db()?;
+    let mut found: Vec<(Option<String>, Option<Message>)> = vec![(None, None); inputs.len()];
     for row in &rows {
-        let id: String = get(row, 0)?;
-        if let Some(uid) = get::<Option<String>>(row, 1)? {
-            by_uid.insert(uid, id.clone());
-        }
-        by_id.insert(id.clone(), id);
-    }
-    let app_of = |key: &str| by_id.get(key).or_else(|| by_uid.get(key)).cloned();
-    // Event ids already in the log: those messages are answered as they are.
-    let (known_apps, known_events): (Vec<String>, Vec<&str>) =
-        inputs.iter().filter_map(|new| Some((app_of(&new.app_id)?, new.event_id.as_deref()?))).unzip();
-    let mut existing: HashMap<(String, String), Message> = HashMap::new();
-    if !known_events.is_empty() {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE (app_id, event_id) IN \
-             (SELECT * FROM unnest($1::text[], $2::text[]))"
-        );
-        for row in query(conn, &sql, &[&known_apps, &known_events]).await? {
-            let message = message_from_row(&row)?;
-            let key = (message.app_id.clone(), message.event_id.clone().unwrap_or_default());
-            existing.insert(key, message);
-        }
+        let ord: i64 = get(row, 0)?;
+        let slot = usize::try_from(ord - 1)
+            .ok()
+            .and_then(|idx| found.get_mut(idx))
+            .ok_or_else(|| StoreError::Backend(format!("the message lookup answered for input {ord}")))?;
+        let existing = match get::<Option<String>>(row, 2)? {
+            Some(_) => Some(message_from_row_at(row, 2)?),
+            None => None,
+        };
+        *slot = (get(row, 1)?, existing);
     }
     let mut outcomes: Vec<StoreResult<Created>> = Vec::with_capacity(inputs.len());
     let mut fresh: Vec<Message> = Vec::new();
-    for new in &inputs {
-        let Some(app_id) = app_of(&new.app_id) else {
+    // Event ids first used earlier in this run: the first one stands.
+    let mut in_run: HashMap<(String, String), usize> = HashMap::new();
+    for (new, (app_id, existing)) in inputs.iter().zip(found) {
+        let Some(app_id) = app_id else {
             outcomes.push(Err(StoreError::NotFound(format!("application {}", new.app_id))));
             continue;
         };
-        if let Some(event_id) = &new.event_id {
-            // Known before this run, or new earlier in it: the first one stands.
-            let key = (app_id.clone(), event_id.clone());
-            if let Some(message) = existing.get(&key) {
-                outcomes.push(Ok((message.clone(), false, 0)));
-                continue;
-            }
-            let message = new_message(app_id, new, now);
-            existing.insert(key, message.clone());
-            outcomes.push(Ok((message.clone(), true, 0)));
-            fresh.push(message);
-        } else {
-            let message = new_message(app_id, new, now);
-            outcomes.push(Ok((message.clone(), true, 0)));
-            fresh.push(message);
+        if let Some(message) = existing {
+            outcomes.push(Ok((message, false, 0)));
+            continue;
         }
+        if let Some(event_id) = &new.event_id {
+            match in_run.entry((app_id.clone(), event_id.clone())) {
+                Entry::Occupied(first) => {
+                    outcomes.push(Ok((fresh[*first.get()].clone(), false, 0)));
+                    continue;
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(fresh.len());
+                }
+            }
+        }
+        let message = new_message(app_id, new, now);
+        outcomes.push(Ok((message.clone(), true, 0)));
+        fresh.push(message);
     }
     if fresh.is_empty() {
         return Ok(outcomes);
@@ -115,53 +111,19 @@ async fn create_messages(
     // Channel lists travel as JSON: PostgreSQL arrays of arrays must be rectangular.
     let channels: Vec<Option<String>> =
         fresh.iter().map(|m| to_json_opt(m.channels.as_ref())).collect::<StoreResult<_>>()?;
-    let params: [Param<'_>; 7] = [&ids, &apps, &event_ids, &types, &payloads, &channels, &now];
-    execute(
-        conn,
-        "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, created_at) \
-         SELECT v.id, v.app_id, v.event_id, v.event_type, v.payload, \
-         CASE WHEN v.channels IS NULL THEN NULL ELSE ARRAY (SELECT c.name FROM \
-           jsonb_array_elements_text(v.channels::jsonb) WITH ORDINALITY AS c (name, n) ORDER BY c.n) END, $7 \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[]) \
-           WITH ORDINALITY AS v (id, app_id, event_id, event_type, payload, channels, ord) ORDER BY v.ord",
-        &params,
-    )
-    .await?;
     let app_set: Vec<&str> = apps.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
-    // The queue locks of the matching ordered endpoints, in id order (see `deliveries.rs`).
-    let lock = format!(
-        "SELECT e.id FROM endpoints e WHERE e.app_id = ANY ($2) AND e.max_concurrency = 1 AND EXISTS \
-         (SELECT 1 FROM messages m WHERE m.id = ANY ($1) AND {MATCHES}) ORDER BY e.id FOR NO KEY UPDATE"
+    let insert_params: [Param<'_>; 7] = [&ids, &apps, &event_ids, &types, &payloads, &channels, &now];
+    let lock_params: [Param<'_>; 2] = [&ids, &app_set];
+    let fan_out_params: [Param<'_>; 3] = [&ids, &now, &(TriggerType::Scheduled as i16)];
+    let (inserted, locked, counted) = tokio::join!(
+        conn.execute(&insert, &insert_params),
+        conn.execute(&lock, &lock_params),
+        conn.query(&fan_out, &fan_out_params),
     );
-    let locked = query(conn, &lock, &[&ids, &app_set])
-        .await?
-        .iter()
-        .map(|row| get(row, 0))
-        .collect::<StoreResult<Vec<String>>>()?;
-    // One statement for the whole fan-out, in message order. A delivery to an ordered endpoint
-    // is its head (due now) only if it is the endpoint's first in this run and the endpoint has
-    // no other unfinished delivery; an endpoint that turned ordered after the lock above was
-    // taken is left due and repaired by the claim.
-    let fan_out = format!(
-        "WITH m AS (SELECT msg.id, msg.app_id, msg.event_type, msg.channels, v.ord \
-           FROM unnest($1::text[]) WITH ORDINALITY AS v (id, ord) JOIN messages msg ON msg.id = v.id), \
-         t AS (SELECT m.app_id, m.id AS msg_id, m.ord, e.id AS endpoint_id, \
-           e.max_concurrency = 1 AND e.id = ANY ($2::text[]) AS ordered, \
-           row_number() OVER (PARTITION BY e.id ORDER BY m.ord) AS nth \
-           FROM m JOIN endpoints e ON {MATCHES}), \
-         ins AS (INSERT INTO deliveries (app_id, msg_id, endpoint_id, status, attempts, next_attempt_at, lease_until, \
-           due_at, trigger_type, created_at, updated_at) \
-           SELECT t.app_id, t.msg_id, t.endpoint_id, 1, 0, $3::bigint, NULL, \
-           CASE WHEN t.ordered AND (t.nth > 1 OR EXISTS (SELECT 1 FROM deliveries u \
-             WHERE u.endpoint_id = t.endpoint_id AND u.status IN (1, 3))) THEN NULL ELSE $3::bigint END, \
-           $4::smallint, $3::bigint, $3::bigint FROM t ORDER BY t.ord, t.endpoint_id RETURNING msg_id) \
-         SELECT msg_id, count(*) FROM ins GROUP BY msg_id"
-    );
-    let counts: HashMap<String, i64> = query(conn, &fan_out, &[&ids, &locked, &now, &(TriggerType::Scheduled as i16)])
-        .await?
-        .iter()
-        .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
-        .collect::<StoreResult<_>>()?;
+    inserted.db()?;
+    locked.db()?;
+    let counts: HashMap<String, i64> =
+        counted.db()?.iter().map(|row| Ok((get(row, 0)?, get(row, 1)?))).collect::<StoreResult<_>>()?;
     for (message, fresh, deliveries) in outcomes.iter_mut().flatten() {
         if *fresh {
             *deliveries = counts.get(&message.id).copied().map_or(0, to_u64);
@@ -169,6 +131,57 @@ async fn create_messages(
     }
     Ok(outcomes)
 }
+
+/// Per input (`$1` app id or uid, `$2` event id, numbered from 1): the application's id (an id
+/// wins over another app's uid, as in `resolve_app`) and the message already logged under the
+/// event id, if any.
+static LOOKUP: LazyLock<String> = LazyLock::new(|| {
+    let columns = MESSAGE_COLUMNS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT v.ord, a.id, {columns} FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS v (app_key, event_id, ord) \
+         LEFT JOIN LATERAL (SELECT apps.id FROM apps WHERE apps.id = v.app_key OR apps.uid = v.app_key \
+           ORDER BY (apps.id = v.app_key) DESC LIMIT 1) a ON TRUE \
+         LEFT JOIN messages m ON m.app_id = a.id AND m.event_id = v.event_id"
+    )
+});
+
+const INSERT: &str = "INSERT INTO messages (id, app_id, event_id, event_type, payload, channels, created_at) \
+     SELECT v.id, v.app_id, v.event_id, v.event_type, v.payload, \
+     CASE WHEN v.channels IS NULL THEN NULL ELSE ARRAY (SELECT c.name FROM \
+       jsonb_array_elements_text(v.channels::jsonb) WITH ORDINALITY AS c (name, n) ORDER BY c.n) END, $7 \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[]) \
+       WITH ORDINALITY AS v (id, app_id, event_id, event_type, payload, channels, ord) ORDER BY v.ord";
+
+/// The queue locks of the ordered endpoints that messages `$1` (of apps `$2`) go to, in id
+/// order (see `deliveries.rs`).
+static LOCK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT e.id FROM endpoints e WHERE e.app_id = ANY ($2) AND e.max_concurrency = 1 AND EXISTS \
+         (SELECT 1 FROM messages m WHERE m.id = ANY ($1) AND {MATCHES}) ORDER BY e.id FOR NO KEY UPDATE"
+    )
+});
+
+/// The whole fan-out of messages `$1`, in message order, with the number of deliveries per
+/// message. A delivery to an ordered endpoint is its head (due now) only if it is the
+/// endpoint's first in this run and the endpoint has no other unfinished delivery. No endpoint
+/// changes between the lock above and this statement: every change to one is a writer job,
+/// and writer batches run one at a time across the cluster.
+static FAN_OUT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH m AS (SELECT msg.id, msg.app_id, msg.event_type, msg.channels, v.ord \
+           FROM unnest($1::text[]) WITH ORDINALITY AS v (id, ord) JOIN messages msg ON msg.id = v.id), \
+         t AS (SELECT m.app_id, m.id AS msg_id, m.ord, e.id AS endpoint_id, e.max_concurrency = 1 AS ordered, \
+           row_number() OVER (PARTITION BY e.id ORDER BY m.ord) AS nth \
+           FROM m JOIN endpoints e ON {MATCHES}), \
+         ins AS (INSERT INTO deliveries (app_id, msg_id, endpoint_id, status, attempts, next_attempt_at, lease_until, \
+           due_at, trigger_type, created_at, updated_at) \
+           SELECT t.app_id, t.msg_id, t.endpoint_id, 1, 0, $2::bigint, NULL, \
+           CASE WHEN t.ordered AND (t.nth > 1 OR EXISTS (SELECT 1 FROM deliveries u \
+             WHERE u.endpoint_id = t.endpoint_id AND u.status IN (1, 3))) THEN NULL ELSE $2::bigint END, \
+           $3::smallint, $2::bigint, $2::bigint FROM t ORDER BY t.ord, t.endpoint_id RETURNING msg_id) \
+         SELECT msg_id, count(*) FROM ins GROUP BY msg_id"
+    )
+});
 
 fn new_message(app_id: String, new: &NewMessage, now: Timestamp) -> Message {
     Message {

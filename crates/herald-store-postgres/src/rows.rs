@@ -5,9 +5,9 @@
 use deadpool_postgres::ClientWrapper;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::{Row, Statement};
 
 use herald_store::{
     App, Attempt, AttemptStatus, Delivery, DeliveryStatus, Endpoint, ErrorClass, EventType, Message, StoreError,
@@ -90,6 +90,23 @@ pub(crate) async fn query_one(conn: &Conn, sql: &str, params: &[Param<'_>]) -> S
 pub(crate) async fn execute(conn: &Conn, sql: &str, params: &[Param<'_>]) -> StoreResult<u64> {
     let statement = conn.prepare_cached(sql).await.db()?;
     conn.execute(&statement, params).await.db()
+}
+
+/// The prepared (cached) statements for `sqls`, in order: one round trip for all those not yet
+/// in the connection's cache, none for the rest.
+///
+/// # Pipelining
+///
+/// A tokio-postgres query on a prepared statement sends its request when first polled, and the
+/// connection answers requests in the order they were sent. So statements that depend on each
+/// other only through the database (not through a value read back in Rust) can be issued
+/// together and awaited together (`tokio::join!` polls in argument order): one round trip for
+/// all, each still executed after the one before it. They must be prepared first, with this
+/// function: a statement prepared on first use would send its execution only after its own
+/// preparation came back, behind the statements issued after it.
+pub(crate) async fn prepare_all<const N: usize>(conn: &Conn, sqls: [&str; N]) -> StoreResult<[Statement; N]> {
+    let statements = futures_util::future::try_join_all(sqls.map(|sql| conn.prepare_cached(sql))).await.db()?;
+    statements.try_into().map_err(|_| StoreError::Backend("a statement went missing while preparing".to_owned()))
 }
 
 /// One column of a row.
@@ -241,15 +258,20 @@ pub(crate) fn endpoint_from_row(row: &Row) -> StoreResult<Endpoint> {
 pub(crate) const MESSAGE_COLUMNS: &str = "id, app_id, event_id, event_type, payload, channels, created_at";
 
 pub(crate) fn message_from_row(row: &Row) -> StoreResult<Message> {
-    let payload: Vec<u8> = get(row, 4)?;
+    message_from_row_at(row, 0)
+}
+
+/// A message whose [`MESSAGE_COLUMNS`] start at column `at`.
+pub(crate) fn message_from_row_at(row: &Row, at: usize) -> StoreResult<Message> {
+    let payload: Vec<u8> = get(row, at + 4)?;
     Ok(Message {
-        id: get(row, 0)?,
-        app_id: get(row, 1)?,
-        event_id: get(row, 2)?,
-        event_type: get(row, 3)?,
+        id: get(row, at)?,
+        app_id: get(row, at + 1)?,
+        event_id: get(row, at + 2)?,
+        event_type: get(row, at + 3)?,
         payload: payload.into(),
-        channels: get(row, 5)?,
-        created_at: get(row, 6)?,
+        channels: get(row, at + 5)?,
+        created_at: get(row, at + 6)?,
     })
 }
 

@@ -372,12 +372,14 @@ async fn run_transaction(
         // name order, so neither needs it.
         open.push_str(&format!("; SELECT pg_advisory_xact_lock(hashtext({}))", sql_literal(&setup.writer_lock)));
     }
-    let savepoints = batch.len() > 1;
-    if savepoints {
+    let mut savepoint = if batch.len() > 1 {
         open.push_str("; SAVEPOINT job");
-    }
+        Savepoint::Fresh
+    } else {
+        Savepoint::Off
+    };
     conn.batch_execute(&open).await.db()?;
-    run_requests(conn, batch, savepoints).await?;
+    run_requests(conn, batch, &mut savepoint).await?;
     if !batch.iter().any(Request::succeeded) {
         conn.batch_execute("ROLLBACK").await.db()?;
         return Ok(Ok(()));
@@ -397,79 +399,121 @@ async fn run_transaction(
     }
 }
 
-/// Moves from one request's savepoint to the next one's: keeps the work of a request that
-/// succeeded, drops that of one that failed. One round trip.
-async fn next_savepoint(conn: &Conn, ok: bool) -> StoreResult<()> {
-    let sql = if ok {
-        "RELEASE SAVEPOINT job; SAVEPOINT job"
-    } else {
-        "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; SAVEPOINT job"
+/// Where the batch stands with its savepoint `job`: every request (or run) but a batch's only
+/// one runs inside a savepoint of its own, so a failing one rolls back alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Savepoint {
+    /// A batch of one request: none needed, it commits or rolls back whole.
+    Off,
+    /// Set and unused: the next request runs in it.
+    Fresh,
+    /// Holds the work of a request that succeeded: released before the next one.
+    Used,
+    /// Rolled back and released after a failure: set anew before the next request.
+    Gone,
+}
+
+impl Savepoint {
+    /// What to send before the next request, pipelined with its first statement (see
+    /// `rows::prepare_all`): no round trip of its own.
+    fn lead(&mut self) -> Option<&'static str> {
+        let lead = match self {
+            Savepoint::Off => return None,
+            Savepoint::Fresh => None,
+            Savepoint::Used => Some("RELEASE SAVEPOINT job; SAVEPOINT job"),
+            Savepoint::Gone => Some("SAVEPOINT job"),
+        };
+        *self = Savepoint::Used;
+        lead
+    }
+
+    /// After a request: drops its work if it failed. A round trip only then.
+    async fn after(&mut self, conn: &Conn, ok: bool) -> StoreResult<()> {
+        if ok || *self == Savepoint::Off {
+            return Ok(());
+        }
+        conn.batch_execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job").await.db()?;
+        *self = Savepoint::Gone;
+        Ok(())
+    }
+}
+
+/// Runs `work` after `lead` (if any), both sent before either is awaited.
+async fn led<T>(conn: &Conn, lead: Option<&'static str>, work: impl Future<Output = T>) -> StoreResult<T> {
+    let lead = async move {
+        match lead {
+            Some(sql) => conn.batch_execute(sql).await.db(),
+            None => Ok(()),
+        }
     };
-    conn.batch_execute(sql).await.db()
+    let (lead, outcome) = tokio::join!(lead, work);
+    lead.map(|()| outcome)
 }
 
 /// Runs the requests: jobs one savepoint each, in queue order, then each batched kind as one
 /// run.
-async fn run_requests(conn: &Conn, batch: &mut [Request], savepoints: bool) -> StoreResult<()> {
+async fn run_requests(conn: &Conn, batch: &mut [Request], savepoint: &mut Savepoint) -> StoreResult<()> {
     for request in batch.iter_mut() {
         if let Request::Job(job) = request {
-            let ok = job.run(conn).await;
-            if savepoints {
-                next_savepoint(conn, ok).await?;
-            }
+            let ok = led(conn, savepoint.lead(), job.run(conn)).await?;
+            savepoint.after(conn, ok).await?;
         }
     }
     let mut appends: Vec<&mut Pending<Publications>> =
         batch.iter_mut().filter_map(|r| if let Request::Append(p) = r { Some(p) } else { None }).collect();
-    run_batched(conn, &mut appends, savepoints).await?;
+    run_batched(conn, &mut appends, savepoint).await?;
     let mut messages: Vec<&mut Pending<NewMessage>> =
         batch.iter_mut().filter_map(|r| if let Request::Message(p) = r { Some(p) } else { None }).collect();
-    run_batched(conn, &mut messages, savepoints).await?;
+    run_batched(conn, &mut messages, savepoint).await?;
     let mut attempts: Vec<&mut Pending<AttemptRecord>> =
         batch.iter_mut().filter_map(|r| if let Request::Attempt(p) = r { Some(p) } else { None }).collect();
-    run_batched(conn, &mut attempts, savepoints).await
+    run_batched(conn, &mut attempts, savepoint).await
 }
 
-/// Runs `I::run` once, panics turned into errors.
+/// Runs `I::run` once after `lead`, panics turned into errors.
 async fn run_once<I: Batched>(
     conn: &Conn,
+    lead: Option<&'static str>,
     inputs: Vec<&I>,
     now: Timestamp,
 ) -> StoreResult<Vec<StoreResult<I::Output>>> {
-    AssertUnwindSafe(I::run(conn, inputs, now))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Err(StoreError::Backend("a store write panicked".to_owned())))
+    let run = AssertUnwindSafe(I::run(conn, inputs, now)).catch_unwind();
+    led(conn, lead, run).await?.unwrap_or_else(|_| Err(StoreError::Backend("a store write panicked".to_owned())))
 }
 
 /// One run of a batched kind: all together, or, if that fails, one savepoint each.
-async fn run_batched<I: Batched>(conn: &Conn, run: &mut [&mut Pending<I>], savepoints: bool) -> StoreResult<()> {
+async fn run_batched<I: Batched>(
+    conn: &Conn,
+    run: &mut [&mut Pending<I>],
+    savepoint: &mut Savepoint,
+) -> StoreResult<()> {
     if run.is_empty() {
         return Ok(());
     }
     let now = now_ms();
-    let together = run_once(conn, run.iter().map(|pending| &pending.input).collect(), now).await;
-    match together {
+    let lead = savepoint.lead();
+    let together = run_once(conn, lead, run.iter().map(|pending| &pending.input).collect(), now).await;
+    let error = match together {
         Ok(outcomes) if outcomes.len() == run.len() => {
             let ok = outcomes.iter().any(Result::is_ok);
             for (pending, outcome) in run.iter_mut().zip(outcomes) {
                 pending.outcome = Some(outcome);
             }
-            if savepoints {
-                next_savepoint(conn, ok).await?;
-            }
-            return Ok(());
+            return savepoint.after(conn, ok).await;
         }
-        Ok(_) => {
-            let error = StoreError::Backend("a store run answered the wrong number of requests".to_owned());
-            return fail_run(conn, run, &error, savepoints).await;
+        Ok(_) => StoreError::Backend("a store run answered the wrong number of requests".to_owned()),
+        Err(error) => error,
+    };
+    savepoint.after(conn, false).await?;
+    if *savepoint == Savepoint::Off || run.len() == 1 {
+        for pending in run.iter_mut() {
+            pending.outcome = Some(Err(clone_error(&error)));
         }
-        Err(error) if !savepoints || run.len() == 1 => return fail_run(conn, run, &error, savepoints).await,
-        Err(_) => next_savepoint(conn, false).await?,
+        return Ok(());
     }
     // Something in the run failed: find out which, one savepoint per request.
     for pending in run.iter_mut() {
-        let result = run_once(conn, vec![&pending.input], now)
+        let result = run_once(conn, savepoint.lead(), vec![&pending.input], now)
             .await
             .and_then(|mut outcomes| {
                 outcomes.pop().ok_or_else(|| StoreError::Backend("a store run answered nothing".to_owned()))
@@ -477,22 +521,7 @@ async fn run_batched<I: Batched>(conn: &Conn, run: &mut [&mut Pending<I>], savep
             .and_then(|outcome| outcome);
         let ok = result.is_ok();
         pending.outcome = Some(result);
-        next_savepoint(conn, ok).await?;
-    }
-    Ok(())
-}
-
-async fn fail_run<I: Batched>(
-    conn: &Conn,
-    run: &mut [&mut Pending<I>],
-    error: &StoreError,
-    savepoints: bool,
-) -> StoreResult<()> {
-    for pending in run.iter_mut() {
-        pending.outcome = Some(Err(clone_error(error)));
-    }
-    if savepoints {
-        next_savepoint(conn, false).await?;
+        savepoint.after(conn, ok).await?;
     }
     Ok(())
 }

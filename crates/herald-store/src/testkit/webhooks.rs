@@ -442,6 +442,7 @@ pub async fn concurrent_messages_and_attempts_keep_the_queue_rules<H: Harness>()
     // Round after round: claim everything due, record every attempt at once.
     let mut heads = Vec::new();
     let mut parallel_done = 0;
+    let mut twice: Option<crate::Delivery> = None;
     let mut t = later();
     loop {
         let claimed = claim(&*store, t, 1_000, 30_000).await;
@@ -453,6 +454,15 @@ pub async fn concurrent_messages_and_attempts_keep_the_queue_rules<H: Harness>()
         heads.extend(on_ordered.iter().map(|c| c.message.id.clone()));
         parallel_done += claimed.iter().filter(|c| c.endpoint.id == parallel.id).count();
         let mut records = tokio::task::JoinSet::new();
+        if twice.is_none() {
+            // A second report on one delivery at once (a worker whose lease ran out): both count.
+            let first = claimed[0].delivery.clone();
+            let store = store.clone();
+            records.spawn(async move {
+                store.record_attempt(first.id, attempt(AttemptStatus::Success, 200), DeliveryNext::Succeeded).await
+            });
+            twice = Some(first);
+        }
         for claimed in claimed {
             let store = store.clone();
             records.spawn(async move {
@@ -469,4 +479,13 @@ pub async fn concurrent_messages_and_attempts_keep_the_queue_rules<H: Harness>()
     assert_eq!(heads, fresh.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), "the ordered endpoint, in order");
     let counts = store.delivery_counts().await.expect("counts");
     assert_eq!((counts.succeeded, counts.pending, counts.sending), (2 * fresh.len() as u64, 0, 0));
+    let twice = twice.expect("a first round");
+    let delivery = store
+        .list_deliveries_for_message(&owner.id, &twice.msg_id)
+        .await
+        .expect("deliveries")
+        .into_iter()
+        .find(|d| d.id == twice.id)
+        .expect("the delivery");
+    assert_eq!((delivery.status, delivery.attempts), (DeliveryStatus::Success, 2));
 }
