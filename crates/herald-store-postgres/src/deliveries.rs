@@ -163,7 +163,16 @@ pub(crate) async fn refresh_endpoint_queue(conn: &Conn, endpoint_id: &str) -> St
     Ok(())
 }
 
-/// Runs inside a transaction of its own (see `lib.rs`): claims never wait for a lock.
+/// Runs inside a transaction of its own (see `lib.rs`): claims never wait for a lock. Three
+/// round trips, each of pipelined statements (see `rows::prepare_all`): the candidates; the
+/// queue locks, heads and in-flight deliveries of their ordered endpoints (only when there are
+/// some); then taking the claimed deliveries with their messages and endpoints.
+///
+/// A claim commits without waiting for its WAL record to reach disk (`synchronous_commit =
+/// off` for this transaction only). A claim lost in a crash leaves its deliveries pending,
+/// claimable at once, where a kept one would have left them claimable when the lease ends:
+/// sent again either way, which at-least-once delivery allows. Every later synchronous commit
+/// (the attempt that settles the delivery) flushes the claim first.
 pub(crate) async fn claim_due_deliveries(
     conn: &Conn,
     now: Timestamp,
@@ -174,92 +183,109 @@ pub(crate) async fn claim_due_deliveries(
         return Ok(Vec::new());
     }
     let lease_until = now.saturating_add(lease_ms.max(0));
-    // A few extra candidates cover those skipped below.
-    let candidates = query(
+    let [candidates, lock, heads, busy, clear, take, messages, endpoints] = prepare_all(
         conn,
-        "SELECT d.id, d.endpoint_id, e.max_concurrency, e.disabled FROM deliveries d \
-         JOIN endpoints e ON e.id = d.endpoint_id WHERE d.due_at <= $1 ORDER BY d.due_at, d.id LIMIT $2 \
-         FOR UPDATE OF d SKIP LOCKED",
-        &[&now, &to_i64(limit).saturating_mul(2).saturating_add(8)],
+        [CANDIDATES, LOCK_ORDERED, HEADS, IN_FLIGHT, CLEAR, &TAKE, &CLAIMED_MESSAGES, &CLAIMED_ENDPOINTS],
     )
     .await?;
-    // Ordered endpoints whose queue lock this claim holds (`Some`, with their settings under
-    // the lock) or could not get (`None`: another transaction is changing that queue).
-    let mut locked: HashMap<String, Option<QueueState>> = HashMap::new();
+    // A few extra candidates cover those skipped below.
+    let fetch = to_i64(limit).saturating_mul(2).saturating_add(8);
+    let params: [Param<'_>; 2] = [&now, &fetch];
+    let (relaxed, candidates) =
+        tokio::join!(conn.batch_execute("SET LOCAL synchronous_commit = off"), conn.query(&candidates, &params),);
+    relaxed.db()?;
+    let candidates = candidates.db()?;
+    let mut ordered: Vec<&str> = Vec::new();
+    for row in &candidates {
+        if get::<i64>(row, 3)? == 1 && !get::<bool>(row, 4)? {
+            ordered.push(get(row, 1)?);
+        }
+    }
+    ordered.sort_unstable();
+    ordered.dedup();
+    // Ordered endpoints whose queue lock this claim holds, with their settings under the lock
+    // (one missing: another transaction is changing that queue), their heads and those with a
+    // delivery in flight, read after the lock is taken.
+    let mut locked: HashMap<String, QueueState> = HashMap::new();
+    let mut head_of: HashMap<String, i64> = HashMap::new();
+    let mut in_flight: BTreeSet<String> = BTreeSet::new();
+    if !ordered.is_empty() {
+        let one: [Param<'_>; 1] = [&ordered];
+        let two: [Param<'_>; 2] = [&ordered, &now];
+        let (locked_rows, head_rows, busy_rows) =
+            tokio::join!(conn.query(&lock, &one), conn.query(&heads, &one), conn.query(&busy, &two));
+        for row in &locked_rows.db()? {
+            locked.insert(get(row, 0)?, QueueState { ordered: get::<i64>(row, 1)? == 1, disabled: get(row, 2)? });
+        }
+        for row in &head_rows.db()? {
+            if let Some(head) = get::<Option<i64>>(row, 1)? {
+                head_of.insert(get(row, 0)?, head);
+            }
+        }
+        for row in &busy_rows.db()? {
+            in_flight.insert(get(row, 0)?);
+        }
+    }
     let mut accepted: Vec<i64> = Vec::with_capacity(limit);
+    let mut msg_ids: BTreeSet<&str> = BTreeSet::new();
+    let mut endpoint_ids: BTreeSet<&str> = BTreeSet::new();
     let mut to_clear: Vec<i64> = Vec::new();
     for row in &candidates {
         if accepted.len() == limit {
             break;
         }
         let delivery_id: i64 = get(row, 0)?;
-        let endpoint_id: String = get(row, 1)?;
-        let mut state = QueueState { ordered: get::<i64>(row, 2)? == 1, disabled: get(row, 3)? };
+        let endpoint_id: &str = get(row, 1)?;
+        let mut state = QueueState { ordered: get::<i64>(row, 3)? == 1, disabled: get(row, 4)? };
         if state.ordered && !state.disabled {
-            let under_lock = match locked.get(&endpoint_id) {
-                Some(known) => *known,
-                None => {
-                    let row = query_opt(
-                        conn,
-                        "SELECT max_concurrency, disabled FROM endpoints WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED",
-                        &[&endpoint_id],
-                    )
-                    .await?;
-                    let known = row
-                        .map(|row| {
-                            Ok::<_, StoreError>(QueueState {
-                                ordered: get::<i64>(&row, 0)? == 1,
-                                disabled: get(&row, 1)?,
-                            })
-                        })
-                        .transpose()?;
-                    locked.insert(endpoint_id.clone(), known);
-                    known
-                }
-            };
             // Busy: the next claim will see the queue as that transaction leaves it.
-            let Some(under_lock) = under_lock else { continue };
-            state = under_lock;
+            let Some(under_lock) = locked.get(endpoint_id) else { continue };
+            state = *under_lock;
         }
-        if state.disabled || (state.ordered && head_of(conn, &endpoint_id).await? != Some(delivery_id)) {
+        if state.disabled || (state.ordered && head_of.get(endpoint_id) != Some(&delivery_id)) {
             // Breaks the rules (see the module doc): not claimable until the queue moves.
             to_clear.push(delivery_id);
             continue;
         }
-        if state.ordered && other_in_flight(conn, &endpoint_id, delivery_id, now).await? {
+        if state.ordered && !in_flight.insert(endpoint_id.to_owned()) {
             continue;
         }
         accepted.push(delivery_id);
-    }
-    if !to_clear.is_empty() {
-        execute(conn, "UPDATE deliveries SET due_at = NULL WHERE id = ANY($1)", &[&to_clear]).await?;
+        msg_ids.insert(get(row, 2)?);
+        endpoint_ids.insert(endpoint_id);
     }
     if accepted.is_empty() {
+        if !to_clear.is_empty() {
+            conn.execute(&clear, &[&to_clear]).await.db()?;
+        }
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "UPDATE deliveries d SET status = 3, lease_until = $2, due_at = $2, updated_at = $3 WHERE id = ANY($1) \
-         RETURNING {DELIVERY_COLUMNS}"
+    let msg_ids: Vec<&str> = msg_ids.into_iter().collect();
+    let endpoint_ids: Vec<&str> = endpoint_ids.into_iter().collect();
+    let clear_params: [Param<'_>; 1] = [&to_clear];
+    let take_params: [Param<'_>; 3] = [&accepted, &lease_until, &now];
+    let message_params: [Param<'_>; 1] = [&msg_ids];
+    let endpoint_params: [Param<'_>; 1] = [&endpoint_ids];
+    let clear = async { if to_clear.is_empty() { Ok(0) } else { conn.execute(&clear, &clear_params).await } };
+    let (cleared, taken, message_rows, endpoint_rows) = tokio::join!(
+        clear,
+        conn.query(&take, &take_params),
+        conn.query(&messages, &message_params),
+        conn.query(&endpoints, &endpoint_params),
     );
-    let rows = query(conn, &sql, &[&accepted, &lease_until, &now]).await?;
-    let mut deliveries: HashMap<i64, Delivery> = HashMap::with_capacity(rows.len());
-    for row in &rows {
+    cleared.db()?;
+    let mut deliveries: HashMap<i64, Delivery> = HashMap::with_capacity(accepted.len());
+    for row in &taken.db()? {
         let delivery = delivery_from_row(row)?;
         deliveries.insert(delivery.id, delivery);
     }
-    let msg_ids: Vec<&str> =
-        deliveries.values().map(|d| d.msg_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
-    let endpoint_ids: Vec<&str> =
-        deliveries.values().map(|d| d.endpoint_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY($1)");
-    let messages: HashMap<String, Message> = query(conn, &sql, &[&msg_ids])
-        .await?
+    let messages: HashMap<String, Message> = message_rows
+        .db()?
         .iter()
         .map(|row| message_from_row(row).map(|m| (m.id.clone(), m)))
         .collect::<StoreResult<_>>()?;
-    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = ANY($1)");
-    let endpoints: HashMap<String, Endpoint> = query(conn, &sql, &[&endpoint_ids])
-        .await?
+    let endpoints: HashMap<String, Endpoint> = endpoint_rows
+        .db()?
         .iter()
         .map(|row| endpoint_from_row(row).map(|e| (e.id.clone(), e)))
         .collect::<StoreResult<_>>()?;
@@ -281,28 +307,38 @@ pub(crate) async fn claim_due_deliveries(
     Ok(claimed)
 }
 
-/// The head of an endpoint's queue: its unfinished delivery with the smallest id.
-async fn head_of(conn: &Conn, endpoint_id: &str) -> StoreResult<Option<i64>> {
-    let row = query_opt(
-        conn,
-        "SELECT id FROM deliveries WHERE endpoint_id = $1 AND status IN (1, 3) ORDER BY id LIMIT 1",
-        &[&endpoint_id],
-    )
-    .await?;
-    row.map(|row| get(&row, 0)).transpose()
-}
+/// Due deliveries (`$1` now), oldest due first, `$2` at most, skipping those another claim holds.
+const CANDIDATES: &str = "SELECT d.id, d.endpoint_id, d.msg_id, e.max_concurrency, e.disabled FROM deliveries d \
+     JOIN endpoints e ON e.id = d.endpoint_id WHERE d.due_at <= $1 ORDER BY d.due_at, d.id LIMIT $2 \
+     FOR UPDATE OF d SKIP LOCKED";
 
-/// Whether another delivery of the endpoint is sending under a lease that has not ended.
-async fn other_in_flight(conn: &Conn, endpoint_id: &str, delivery_id: i64, now: Timestamp) -> StoreResult<bool> {
-    let row = query_one(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE endpoint_id = $1 AND status = 3 AND lease_until > $2 \
-         AND id <> $3)",
-        &[&endpoint_id, &now, &delivery_id],
+/// The queue locks of ordered endpoints `$1` that no other transaction holds, with their
+/// settings under the lock.
+const LOCK_ORDERED: &str = "SELECT id, max_concurrency, disabled FROM endpoints WHERE id = ANY ($1) \
+     ORDER BY id FOR NO KEY UPDATE SKIP LOCKED";
+
+/// The head of each endpoint of `$1`: its unfinished delivery with the smallest id.
+const HEADS: &str = "SELECT x.id, (SELECT u.id FROM deliveries u WHERE u.endpoint_id = x.id AND u.status IN (1, 3) \
+     ORDER BY u.id LIMIT 1) FROM unnest($1::text[]) AS x (id)";
+
+/// The endpoints of `$1` with a delivery sending under a lease that has not ended at `$2`.
+const IN_FLIGHT: &str = "SELECT DISTINCT endpoint_id FROM deliveries WHERE endpoint_id = ANY ($1) AND status = 3 \
+     AND lease_until > $2";
+
+const CLEAR: &str = "UPDATE deliveries SET due_at = NULL WHERE id = ANY ($1)";
+
+static TAKE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries d SET status = 3, lease_until = $2, due_at = $2, updated_at = $3 WHERE id = ANY ($1) \
+         RETURNING {DELIVERY_COLUMNS}"
     )
-    .await?;
-    get(&row, 0)
-}
+});
+
+static CLAIMED_MESSAGES: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY ($1)"));
+
+static CLAIMED_ENDPOINTS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = ANY ($1)"));
 
 /// One attempt to record: the delivery, what happened, and what comes next.
 pub(crate) struct AttemptRecord {

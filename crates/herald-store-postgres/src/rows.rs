@@ -61,6 +61,22 @@ pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
+/// Uses of a pooled connection between two refreshes of its prepared statements.
+const PLAN_REFRESH_USES: usize = 500;
+
+/// A connection from the pool. Every [`PLAN_REFRESH_USES`] uses it forgets its prepared
+/// statements, so they are prepared (and planned) again from the tables as they are then: the
+/// connections use generic plans (see `connection_config`), and one made while the queue
+/// tables were small (a fresh schema) goes on scanning them whole once they are large. Seen
+/// here: webhook deliveries fell from 1,000/s to 500/s within a minute of a fresh start.
+pub(crate) async fn pooled(pool: &deadpool_postgres::Pool) -> StoreResult<deadpool_postgres::Object> {
+    let conn = pool.get().await.map_err(pool_error)?;
+    if deadpool_postgres::Object::metrics(&conn).recycle_count % PLAN_REFRESH_USES == PLAN_REFRESH_USES - 1 {
+        conn.statement_cache.clear();
+    }
+    Ok(conn)
+}
+
 /// Maps tokio-postgres results to [`StoreError`].
 pub(crate) trait DbResultExt<T> {
     fn db(self) -> StoreResult<T>;
@@ -107,6 +123,23 @@ pub(crate) async fn execute(conn: &Conn, sql: &str, params: &[Param<'_>]) -> Sto
 pub(crate) async fn prepare_all<const N: usize>(conn: &Conn, sqls: [&str; N]) -> StoreResult<[Statement; N]> {
     let statements = futures_util::future::try_join_all(sqls.map(|sql| conn.prepare_cached(sql))).await.db()?;
     statements.try_into().map_err(|_| StoreError::Backend("a statement went missing while preparing".to_owned()))
+}
+
+/// Runs `work` after the simple query `lead` (if any), both sent before either is awaited
+/// (pipelined, see [`prepare_all`]).
+pub(crate) async fn led<T>(
+    conn: &Conn,
+    lead: Option<String>,
+    work: impl std::future::Future<Output = T>,
+) -> StoreResult<T> {
+    let lead = async move {
+        match lead {
+            Some(sql) => conn.batch_execute(&sql).await.db(),
+            None => Ok(()),
+        }
+    };
+    let (lead, outcome) = tokio::join!(lead, work);
+    lead.map(|()| outcome)
 }
 
 /// One column of a row.

@@ -41,7 +41,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::channels::append_run;
 use super::deliveries::AttemptRecord;
-use super::rows::{Conn, DbResultExt, pool_error};
+use super::rows::{Conn, DbResultExt, led, pooled};
 use herald_store::{NewMessage, NewPublication, StoreError, StoreResult, StreamPosition, Timestamp, now_ms};
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -226,10 +226,35 @@ where
     }
 }
 
-/// The sending side, held by the store. The task ends when it is dropped, after finishing
-/// what is queued.
+/// The sending side, held by the store: one queue per lane (see [`Lane`]). The tasks end when
+/// it is dropped, after finishing what is queued.
 pub(crate) struct WriterHandle {
-    sender: mpsc::Sender<Request>,
+    lanes: [mpsc::Sender<Request>; Lane::COUNT],
+}
+
+/// The writer's lanes: each has its own task, queue and connection, so a batch of messages,
+/// one of attempts and one of other writes commit side by side instead of one behind the
+/// other. Each lane's batches hold one kind of batched run at most, whose endpoint locks are
+/// taken in one statement in id order, so batches of different lanes (and nodes) cannot
+/// deadlock on them (see [`run_transaction`]).
+#[derive(Clone, Copy)]
+enum Lane {
+    /// Jobs and durable-channel appends.
+    General = 0,
+    Messages = 1,
+    Attempts = 2,
+}
+
+impl Lane {
+    const COUNT: usize = 3;
+
+    fn of(request: &Request) -> Self {
+        match request {
+            Request::Job(_) | Request::Append(_) => Lane::General,
+            Request::Message(_) => Lane::Messages,
+            Request::Attempt(_) => Lane::Attempts,
+        }
+    }
 }
 
 /// What the writer task needs besides its queue.
@@ -247,11 +272,15 @@ pub(crate) struct WriterSetup {
 }
 
 impl WriterHandle {
-    /// Start the writer task on the current runtime.
+    /// Start the writer's tasks on the current runtime.
     pub(crate) fn spawn(setup: WriterSetup) -> Self {
-        let (sender, receiver) = mpsc::channel(setup.queue_capacity.max(1));
-        tokio::spawn(writer_loop(setup, receiver));
-        Self { sender }
+        let setup = Arc::new(setup);
+        let lanes = std::array::from_fn(|_| {
+            let (sender, receiver) = mpsc::channel(setup.queue_capacity.max(1));
+            tokio::spawn(writer_loop(setup.clone(), receiver));
+            sender
+        });
+        Self { lanes }
     }
 
     /// Run `work` in the next group commit; resolves once it is committed.
@@ -289,15 +318,18 @@ impl WriterHandle {
     }
 
     async fn send(&self, request: Request) -> StoreResult<()> {
-        self.sender.send(request).await.map_err(|_| StoreError::Unavailable("the store writer has stopped".to_owned()))
+        self.lanes[Lane::of(&request) as usize]
+            .send(request)
+            .await
+            .map_err(|_| StoreError::Unavailable("the store writer has stopped".to_owned()))
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.sender.is_closed()
+        self.lanes.iter().any(mpsc::Sender::is_closed)
     }
 }
 
-async fn writer_loop(setup: WriterSetup, mut receiver: mpsc::Receiver<Request>) {
+async fn writer_loop(setup: Arc<WriterSetup>, mut receiver: mpsc::Receiver<Request>) {
     let max_batch = setup.max_batch.max(1);
     let mut batch: Vec<Request> = Vec::with_capacity(max_batch.min(1024));
     while let Some(first) = receiver.recv().await {
@@ -320,10 +352,9 @@ fn fail_all(batch: &mut Vec<Request>, error: &StoreError) {
 
 /// Runs every request of `batch` in one transaction and answers them all; leaves `batch` empty.
 async fn run_batch(setup: &WriterSetup, batch: &mut Vec<Request>) {
-    let conn = match setup.pool.get().await {
+    let conn = match pooled(&setup.pool).await {
         Ok(conn) => conn,
         Err(error) => {
-            let error = pool_error(error);
             tracing::warn!(error = %error, "The store writer cannot get a PostgreSQL connection.");
             return fail_all(batch, &error);
         }
@@ -363,23 +394,32 @@ async fn run_transaction(
     batch: &mut [Request],
 ) -> StoreResult<Result<(), StoreError>> {
     let mut open = String::from("BEGIN");
-    if batch.iter().any(Request::changes_queues) {
-        // One writer batch at a time across the cluster may change endpoint queues. A batch's
-        // jobs lock ordered endpoints' rows one job after another, in no global order, and hold
-        // them to the commit; two nodes' batches could then wait on each other (deadlock,
-        // PostgreSQL kills one). This lock, taken first, orders them. Claims never wait on
-        // anything (SKIP LOCKED) and batches of durable-channel appends lock channel rows in
-        // name order, so neither needs it.
-        open.push_str(&format!("; SELECT pg_advisory_xact_lock(hashtext({}))", sql_literal(&setup.writer_lock)));
+    let key = sql_literal(&setup.writer_lock);
+    if batch.iter().any(|request| matches!(request, Request::Job(_))) {
+        // The cluster's writer lock, exclusive: a job may lock endpoints' rows (ordered queues,
+        // cascades) one statement after another, in no global order, and hold them to the
+        // commit; two such batches, or one and a batched run, could then wait on each other
+        // (deadlock, PostgreSQL kills one). Taken first, this lock orders them.
+        open.push_str(&format!("; SELECT pg_advisory_xact_lock(hashtext({key}))"));
+    } else if batch.iter().any(Request::changes_queues) {
+        // Shared: batched runs lock every endpoint they need in one statement, in id order, and
+        // a lane's batch holds one kind of run, so runs never deadlock with each other; they
+        // only wait for jobs. Claims never wait on anything (SKIP LOCKED) and durable-channel
+        // appends lock channel rows in name order, so neither takes it.
+        open.push_str(&format!("; SELECT pg_advisory_xact_lock_shared(hashtext({key}))"));
     }
-    let mut savepoint = if batch.len() > 1 {
+    let state = if batch.len() > 1 {
         open.push_str("; SAVEPOINT job");
         Savepoint::Fresh
     } else {
         Savepoint::Off
     };
-    conn.batch_execute(&open).await.db()?;
+    // The opening travels with the first request's first statement.
+    let mut savepoint = Leads { open: Some(open), state };
     run_requests(conn, batch, &mut savepoint).await?;
+    if let Some(open) = savepoint.open.take() {
+        conn.batch_execute(&open).await.db()?;
+    }
     if !batch.iter().any(Request::succeeded) {
         conn.batch_execute("ROLLBACK").await.db()?;
         return Ok(Ok(()));
@@ -413,46 +453,51 @@ enum Savepoint {
     Gone,
 }
 
-impl Savepoint {
+/// What goes before each request of a batch: the transaction's opening before the first, and
+/// the savepoint moves (see [`Savepoint`]).
+struct Leads {
+    open: Option<String>,
+    state: Savepoint,
+}
+
+impl Leads {
     /// What to send before the next request, pipelined with its first statement (see
     /// `rows::prepare_all`): no round trip of its own.
-    fn lead(&mut self) -> Option<&'static str> {
-        let lead = match self {
-            Savepoint::Off => return None,
+    fn lead(&mut self) -> Option<String> {
+        let savepoint = match self.state {
+            Savepoint::Off => None,
             Savepoint::Fresh => None,
             Savepoint::Used => Some("RELEASE SAVEPOINT job; SAVEPOINT job"),
             Savepoint::Gone => Some("SAVEPOINT job"),
         };
-        *self = Savepoint::Used;
-        lead
+        if self.state != Savepoint::Off {
+            self.state = Savepoint::Used;
+        }
+        match (self.open.take(), savepoint) {
+            (Some(open), Some(savepoint)) => Some(format!("{open}; {savepoint}")),
+            (Some(open), None) => Some(open),
+            (None, savepoint) => savepoint.map(str::to_owned),
+        }
+    }
+
+    fn is_off(&self) -> bool {
+        self.state == Savepoint::Off
     }
 
     /// After a request: drops its work if it failed. A round trip only then.
     async fn after(&mut self, conn: &Conn, ok: bool) -> StoreResult<()> {
-        if ok || *self == Savepoint::Off {
+        if ok || self.is_off() {
             return Ok(());
         }
         conn.batch_execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job").await.db()?;
-        *self = Savepoint::Gone;
+        self.state = Savepoint::Gone;
         Ok(())
     }
 }
 
-/// Runs `work` after `lead` (if any), both sent before either is awaited.
-async fn led<T>(conn: &Conn, lead: Option<&'static str>, work: impl Future<Output = T>) -> StoreResult<T> {
-    let lead = async move {
-        match lead {
-            Some(sql) => conn.batch_execute(sql).await.db(),
-            None => Ok(()),
-        }
-    };
-    let (lead, outcome) = tokio::join!(lead, work);
-    lead.map(|()| outcome)
-}
-
 /// Runs the requests: jobs one savepoint each, in queue order, then each batched kind as one
 /// run.
-async fn run_requests(conn: &Conn, batch: &mut [Request], savepoint: &mut Savepoint) -> StoreResult<()> {
+async fn run_requests(conn: &Conn, batch: &mut [Request], savepoint: &mut Leads) -> StoreResult<()> {
     for request in batch.iter_mut() {
         if let Request::Job(job) = request {
             let ok = led(conn, savepoint.lead(), job.run(conn)).await?;
@@ -473,7 +518,7 @@ async fn run_requests(conn: &Conn, batch: &mut [Request], savepoint: &mut Savepo
 /// Runs `I::run` once after `lead`, panics turned into errors.
 async fn run_once<I: Batched>(
     conn: &Conn,
-    lead: Option<&'static str>,
+    lead: Option<String>,
     inputs: Vec<&I>,
     now: Timestamp,
 ) -> StoreResult<Vec<StoreResult<I::Output>>> {
@@ -482,11 +527,7 @@ async fn run_once<I: Batched>(
 }
 
 /// One run of a batched kind: all together, or, if that fails, one savepoint each.
-async fn run_batched<I: Batched>(
-    conn: &Conn,
-    run: &mut [&mut Pending<I>],
-    savepoint: &mut Savepoint,
-) -> StoreResult<()> {
+async fn run_batched<I: Batched>(conn: &Conn, run: &mut [&mut Pending<I>], savepoint: &mut Leads) -> StoreResult<()> {
     if run.is_empty() {
         return Ok(());
     }
@@ -505,7 +546,7 @@ async fn run_batched<I: Batched>(
         Err(error) => error,
     };
     savepoint.after(conn, false).await?;
-    if *savepoint == Savepoint::Off || run.len() == 1 {
+    if savepoint.is_off() || run.len() == 1 {
         for pending in run.iter_mut() {
             pending.outcome = Some(Err(clone_error(&error)));
         }
