@@ -2,20 +2,27 @@
 //!
 //! # Design
 //!
-//! **Group commit.** As on SQLite, every write a caller waits for is a job sent to one writer
-//! task per node (`writer.rs`) over a bounded queue (`queue_capacity`; a full queue makes
-//! callers wait). The task runs whatever is queued, up to `max_batch`, in one transaction on a
-//! pooled connection, each job in its own savepoint, commits, and only then answers each
-//! caller. One commit (one WAL flush on the server) carries the whole batch, and the batch grows
-//! with the load. Reads go straight to the pool (`pool_size` connections), one statement at a
-//! time, so a read after a write's reply sees that write.
+//! **Group commit.** As on SQLite, every write a caller waits for is a request to the writer
+//! (`writer.rs`) over a bounded queue (`queue_capacity`; a full queue makes callers wait). Its
+//! three lanes (messages, attempts, everything else) each run whatever is queued, up to
+//! `max_batch`, in one transaction on a pooled connection, each request in its own savepoint,
+//! commit, and only then answer each caller. One commit (one WAL flush on the server) carries a
+//! whole batch, the batch grows with the load, and the hot writes (messages, attempts,
+//! durable-channel appends) are run batch-wide in a fixed number of pipelined round trips.
+//! Reads go straight to the pool (`pool_size` connections), one statement at a time, so a read
+//! after a write's reply sees that write.
 //!
 //! **Claims** do not go through the writer: each runs in a transaction of its own (spawned, so
 //! a caller that goes away cannot return a connection to the pool mid-transaction), taking due
 //! deliveries with `FOR UPDATE SKIP LOCKED` in batches and marking them sending under a lease.
 //! Claims on several nodes never take the same delivery, and an ordered endpoint never has two
 //! in flight in the cluster: `deliveries.rs` explains the endpoint-row lock that makes the
-//! ordering rule hold across nodes.
+//! ordering rule hold across nodes. A claim commits without waiting for the WAL flush: lost in
+//! a crash, it only means the delivery is sent again, as after a lease expiry.
+//!
+//! **Plans.** Connections use generic plans (planned once per prepared statement, not per call)
+//! and forget their prepared statements every few hundred uses, so the plans follow the tables
+//! as they grow (`rows::pooled`).
 //!
 //! **Durable channels.** Offsets are assigned in the database per channel by bumping the
 //! channel row's top offset under its row lock (`channels.rs`), so two nodes appending to one
@@ -116,7 +123,7 @@ impl std::fmt::Debug for PostgresConfig {
     }
 }
 
-/// The PostgreSQL [`Store`]. Cheap to clone; the writer task and the listener stop once the
+/// The PostgreSQL [`Store`]. Cheap to clone; the writer's tasks and the listener stop once the
 /// last clone is gone (the writer after committing what was queued).
 #[derive(Clone)]
 pub struct PostgresStore {

@@ -1,33 +1,37 @@
-//! The writer task: group commit on PostgreSQL.
+//! The writer: group commit on PostgreSQL.
 //!
-//! Callers send jobs over a bounded channel (backpressure: a full queue makes `send` wait, it
-//! never grows without bound). The task waits for the first job, then takes whatever else is
-//! already queued, up to `max_batch`, takes a pooled connection and runs the lot in one
-//! transaction, each job inside its own SAVEPOINT so a failing job (a unique violation, a
-//! deadlock victim) rolls back alone and gets its error. Then it commits and only then answers
-//! every job: no caller hears "done" before its write is durable. While one batch commits the
-//! next one queues up, so the batch grows with the load by itself and no timer is needed.
+//! Callers send requests over bounded channels (backpressure: a full queue makes `send` wait,
+//! it never grows without bound). There are three lanes (see [`Lane`]: messages, attempts, and
+//! everything else), each a task with its own queue: it waits for the first request, takes
+//! whatever else is already queued, up to `max_batch`, takes a pooled connection and runs the
+//! lot in one transaction, each request (or run of requests, below) inside its own SAVEPOINT
+//! so a failing one (a unique violation, a deadlock victim) rolls back alone and gets its
+//! error. Then it commits and only then answers every request: no caller hears "done" before
+//! its write is durable. While one batch commits the next one queues up, so the batch grows
+//! with the load by itself and no timer is needed; the lanes' batches commit side by side.
 //!
-//! Savepoints cost a round trip, so they are merged with the job boundaries (`RELEASE
-//! SAVEPOINT job; SAVEPOINT job` is one simple-query round trip), and a batch of one job needs
-//! none: it either commits or rolls back whole.
+//! Round trips are what a batch costs (the server's work per statement is small), so the
+//! statements are pipelined wherever they depend on each other only inside the database (see
+//! `rows::prepare_all`): the transaction's opening (BEGIN, the cluster lock, the first
+//! savepoint) travels with the first request's first statement, each savepoint move with the
+//! next request's, and a batch of one request needs no savepoint at all. A savepoint costs a
+//! round trip of its own only to roll back a request that failed.
 //!
-//! A batch in which a job created delivery work (see [`WriterHandle::write_waking`]) also runs
-//! `pg_notify` before COMMIT: PostgreSQL delivers the notification at commit, never for a
-//! rolled-back batch, to every node listening (this one too), and folds the notifications of
-//! one transaction into one.
+//! A batch in which a request created delivery work also runs `pg_notify` with its COMMIT:
+//! PostgreSQL delivers the notification at commit, never for a rolled-back batch, to every node
+//! listening (this one too), and folds the notifications of one transaction into one.
 //!
-//! The hot writes have request kinds of their own, each run together in a few statements
-//! whatever the batch's size: durable-channel appends (each channel's row locked and bumped
-//! once for the run), message creations (one insert for the messages, one for their whole
-//! fan-out) and attempt records (one insert for the attempts, one update for their deliveries,
-//! one for the ordered endpoints' next heads). The requests of one kind in a batch form one
-//! run under one savepoint, whatever their place in the queue: nobody has been answered yet,
-//! so any order among them is one that could have happened. If a run fails, it is rolled back
-//! and its requests are redone one savepoint each, so a bad one fails alone.
+//! The hot writes have request kinds of their own ([`Batched`]), each run together in a fixed
+//! number of round trips whatever the batch's size: durable-channel appends (each channel's row
+//! locked and bumped once for the run), message creations (two: lookups, then insert, queue
+//! locks and the whole fan-out) and attempt records (one: queue locks, insert, settle, next
+//! heads). The requests of one kind in a batch form one run under one savepoint, whatever their
+//! place in the queue: nobody has been answered yet, so any order among them is one that could
+//! have happened. If a run fails, it is rolled back and its requests are redone one savepoint
+//! each, so a bad one fails alone.
 //!
-//! The task ends when every [`WriterHandle`] is gone, after finishing what is queued. A batch
-//! runs to its end even if its callers went away (the task is never cancelled mid-batch), so a
+//! The tasks end when the [`WriterHandle`] is gone, after finishing what is queued. A batch runs
+//! to its end even if its callers went away (the task is never cancelled mid-batch), so a
 //! pooled connection never goes back to the pool inside a transaction.
 
 use std::future::Future;
