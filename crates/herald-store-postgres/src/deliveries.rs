@@ -45,13 +45,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
+use super::batched::{Batched, BoxFuture};
 use super::paging::{KeyKind, Listing, OwnedParam, fetch_page};
 use super::rows::{
     ATTEMPT_COLUMNS, Conn, DELIVERY_COLUMNS, DbResultExt, ENDPOINT_COLUMNS, MESSAGE_COLUMNS, Param, attempt_from_row,
     delivery_from_row, endpoint_from_row, error_class_text, execute, get, message_from_row, prepare_all, query,
     query_one, query_opt, require_app, require_endpoint, require_message, to_i64, to_u64,
 };
-use super::writer::{Batched, BoxFuture};
 use herald_store::ids::{self, new_id};
 use herald_store::{
     Attempt, AttemptFilter, ClaimedDelivery, Delivery, DeliveryCounts, DeliveryNext, DeliveryStatus, Endpoint, Message,

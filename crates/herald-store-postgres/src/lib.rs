@@ -44,6 +44,7 @@
 //! message carries the connection URL (it may hold a password).
 
 mod apps;
+mod batched;
 mod channels;
 mod deliveries;
 mod messages;

@@ -6,12 +6,12 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
+use super::batched::{Batched, BoxFuture};
 use super::paging::{KeyKind, Listing, OwnedParam, fetch_page, is_descending};
 use super::rows::{
     Conn, DbResultExt, MESSAGE_COLUMNS, Param, get, message_from_row, message_from_row_at, prepare_all, query_opt,
     require_app, resolve_app, to_json_opt, to_u64,
 };
-use super::writer::{Batched, BoxFuture};
 use herald_store::ids::{self, new_id};
 use herald_store::{
     Message, MessageFilter, NewMessage, Page, PageRequest, StoreError, StoreResult, Timestamp, TriggerType,

@@ -34,9 +34,7 @@
 //! to its end even if its callers went away (the task is never cancelled mid-batch), so a
 //! pooled connection never goes back to the pool inside a transaction.
 
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
@@ -48,7 +46,7 @@ use super::deliveries::AttemptRecord;
 use super::rows::{Conn, DbResultExt, led, pooled};
 use herald_store::{NewMessage, NewPublication, StoreError, StoreResult, StreamPosition, Timestamp, now_ms};
 
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) use super::batched::{Batched, BoxFuture};
 
 /// What the writer task is asked to do.
 pub(crate) enum Request {
@@ -60,24 +58,6 @@ pub(crate) enum Request {
     Message(Pending<NewMessage>),
     /// A delivery attempt to record.
     Attempt(Pending<AttemptRecord>),
-}
-
-/// A write that is run together with the other requests of its kind in a batch (see the
-/// module doc).
-pub(crate) trait Batched: Send + Sized + 'static {
-    type Output: Send + 'static;
-    /// Runs `inputs` together. `Err` when a statement failed: the run's work is rolled back and
-    /// its requests are redone one at a time. Otherwise each request's outcome, in order; a
-    /// request that failed on its own (an unknown application) must have written nothing.
-    fn run<'a>(
-        conn: &'a Conn,
-        inputs: Vec<&'a Self>,
-        now: Timestamp,
-    ) -> BoxFuture<'a, StoreResult<Vec<StoreResult<Self::Output>>>>;
-    /// Whether the output created delivery work (the batch then notifies).
-    fn wakes(output: &Self::Output) -> bool;
-    /// Whether the run changes endpoint queues (it then needs the cluster's writer lock).
-    const CHANGES_QUEUES: bool;
 }
 
 /// A request of a [`Batched`] kind waiting for its run and then for the commit.
